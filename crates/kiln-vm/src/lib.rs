@@ -10,6 +10,21 @@
 //! (in-memory, for unit tests of the runner's logic). [`counting`] wraps any
 //! backend and records what happened, which is how tests prove "one VM per
 //! run" on the real path.
+//!
+//! # Exec semantics (every backend, so a run behaves the same everywhere)
+//!
+//! - The environment is exactly [`ExecRequest::env`], plus `PATH` =
+//!   [`DEFAULT_PATH`] if absent; `cwd` defaults to the layout's
+//!   `workspace_root`; stdin is empty unless given.
+//! - Each command leads its own process group. On timeout or cancellation the
+//!   group gets GitHub's ladder: SIGINT, [`KillGrace::interrupt`], SIGTERM,
+//!   [`KillGrace::terminate`], SIGKILL; the ladder stops early once nothing
+//!   in the group runs. Dropping the exec future kills the group at once.
+//! - A command that exits normally may leave background processes (`server
+//!   &`): they keep running, their later output is discarded, and they die
+//!   with the machine on release. Output is never delivered after the result.
+//! - A machine is destroyed by [`Vm::release`], or by its `Drop` if release
+//!   was never reached (panic, early return).
 
 pub mod archive;
 pub mod counting;

@@ -17,6 +17,8 @@ pub type StringMap = IndexMap<String, Spanned<String>>;
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Workflow {
     pub name: Option<Spanned<String>>,
+    /// `description:` (documentation for reusable workflows).
+    pub description: Option<Spanned<String>>,
     pub run_name: Option<Spanned<String>>,
     pub on: Triggers,
     pub env: StringMap,
@@ -53,6 +55,13 @@ pub struct EventConfig {
     pub workflows: Option<Vec<Spanned<String>>>,
     /// `schedule: - cron: '...'`.
     pub schedule: Vec<Spanned<String>>,
+    /// The `timezone:` of each `schedule` entry (same length and order as
+    /// `schedule`); `None` means UTC.
+    pub schedule_timezones: Vec<Option<Spanned<String>>>,
+    /// `image_version.names`.
+    pub names: Option<Vec<Spanned<String>>>,
+    /// `image_version.versions`.
+    pub versions: Option<Vec<Spanned<String>>>,
     /// `workflow_dispatch.inputs` / `workflow_call.inputs`.
     pub inputs: IndexMap<String, Input>,
     /// `workflow_call.outputs`.
@@ -126,6 +135,8 @@ pub enum Permissions {
 pub struct Concurrency {
     pub group: Spanned<String>,
     pub cancel_in_progress: Option<BoolOrExpr>,
+    /// `queue: single | max`; `None` means GitHub's default (`single`).
+    pub queue: Option<Spanned<String>>,
 }
 
 /// A boolean field that may also be an expression.
@@ -159,6 +170,8 @@ pub struct Job {
     pub permissions: Option<Permissions>,
     pub concurrency: Option<Concurrency>,
     pub timeout_minutes: Option<NumberOrExpr>,
+    /// How long cancellation may take before the job is killed.
+    pub cancel_timeout_minutes: Option<NumberOrExpr>,
     pub continue_on_error: Option<BoolOrExpr>,
     pub strategy: Option<Strategy>,
     pub container: Option<Container>,
@@ -185,6 +198,8 @@ pub struct RunsOn {
 pub struct Environment {
     pub name: Spanned<String>,
     pub url: Option<Spanned<String>>,
+    /// `deployment: false` uses the environment without creating a deployment.
+    pub deployment: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -233,6 +248,10 @@ pub struct Container {
     pub ports: Vec<Spanned<String>>,
     pub volumes: Vec<Spanned<String>>,
     pub options: Option<Spanned<String>>,
+    /// Service containers only: overrides the image's `ENTRYPOINT`.
+    pub entrypoint: Option<Spanned<String>>,
+    /// Service containers only: overrides the image's `CMD`.
+    pub command: Option<Spanned<String>>,
     #[serde(skip)]
     pub span: Span,
 }
@@ -264,6 +283,14 @@ pub struct Action {
     pub inputs: IndexMap<String, ActionInput>,
     pub outputs: IndexMap<String, ActionOutput>,
     pub runs: Runs,
+    pub branding: Option<Branding>,
+}
+
+/// Marketplace badge of an action (no effect on how it runs).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Branding {
+    pub icon: Option<Spanned<String>>,
+    pub color: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -302,7 +329,9 @@ pub enum Runs {
         image: Spanned<String>,
         entrypoint: Option<Spanned<String>>,
         pre_entrypoint: Option<Spanned<String>>,
+        pre_if: Option<Spanned<String>>,
         post_entrypoint: Option<Spanned<String>>,
+        post_if: Option<Spanned<String>>,
         args: Vec<Spanned<String>>,
         env: StringMap,
     },

@@ -166,30 +166,29 @@ fn resolve_plain(s: &str) -> ScalarValue<'_> {
         _ => {}
     }
     let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = s.parse::<i64>() {
-            return ScalarValue::Int(i);
-        }
+    if !unsigned.is_empty()
+        && unsigned.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = s.parse::<i64>()
+    {
+        return ScalarValue::Int(i);
     }
-    if let Some(hex) = s.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
-            return ScalarValue::Int(i);
-        }
+    if let Some(hex) = s.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return ScalarValue::Int(i);
     }
-    if let Some(oct) = s.strip_prefix("0o") {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
-            return ScalarValue::Int(i);
-        }
+    if let Some(oct) = s.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return ScalarValue::Int(i);
     }
     let looks_float = unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.')
         && unsigned
             .bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
         && unsigned.bytes().any(|b| b.is_ascii_digit());
-    if looks_float {
-        if let Ok(f) = s.parse::<f64>() {
-            return ScalarValue::Float(f);
-        }
+    if looks_float && let Ok(f) = s.parse::<f64>() {
+        return ScalarValue::Float(f);
     }
     ScalarValue::Str(s)
 }
@@ -320,8 +319,14 @@ mod tests {
     fn literal_block_scalar_keeps_lines() {
         let doc = load("run: |\n  echo a\n  echo b\nx: 1\n").unwrap();
         let root = doc.root.unwrap();
-        assert_eq!(root.get("run").unwrap().as_scalar(), Some("echo a\necho b\n"));
-        assert_eq!(root.get("x").unwrap().scalar_value(), Some(ScalarValue::Int(1)));
+        assert_eq!(
+            root.get("run").unwrap().as_scalar(),
+            Some("echo a\necho b\n")
+        );
+        assert_eq!(
+            root.get("x").unwrap().scalar_value(),
+            Some(ScalarValue::Int(1))
+        );
     }
 
     #[test]
@@ -354,7 +359,10 @@ mod tests {
     fn aliases_expand() {
         let doc = load("a: &x {k: v}\nb: *x\n").unwrap();
         let root = doc.root.unwrap();
-        assert_eq!(root.get("b").unwrap().get("k").unwrap().as_scalar(), Some("v"));
+        assert_eq!(
+            root.get("b").unwrap().get("k").unwrap().as_scalar(),
+            Some("v")
+        );
     }
 
     #[test]

@@ -18,6 +18,70 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Evaluate a `${{ }}` expression and print the result as JSON.
     Expr(ExprArgs),
+    /// Run workflows, each run in its own fresh VM.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// QEMU microVMs: real isolation.
+    Qemu,
+    /// Host processes in a private directory: no isolation.
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VmScopeArg {
+    /// One VM for the whole run.
+    Run,
+    /// One VM per job; independent jobs run in parallel.
+    Job,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A workflow file, or a directory of them. Default: the workflows in
+    /// `.github/workflows` that the event triggers.
+    pub workflow: Option<PathBuf>,
+    /// Run only this job (and the jobs it needs).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// The event that triggers the run.
+    #[arg(long, default_value = "push")]
+    pub event: String,
+    /// A JSON file with the event payload (`github.event`).
+    #[arg(long, value_name = "FILE")]
+    pub event_path: Option<PathBuf>,
+    /// Check out this ref instead of HEAD.
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// A `workflow_dispatch` input.
+    #[arg(long = "input", value_name = "NAME=VALUE")]
+    pub inputs: Vec<String>,
+    /// A secret, available as `secrets.NAME` and masked in all output.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    pub secrets: Vec<String>,
+    /// A dotenv file of secrets.
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Vec<PathBuf>,
+    /// A configuration variable (`vars.NAME`).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// An environment variable for every step.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Where steps run.
+    #[arg(long, value_enum, default_value = "qemu", env = "KILN_BACKEND")]
+    pub backend: Backend,
+    /// One VM per run (default) or per job.
+    #[arg(long, value_enum, default_value = "run")]
+    pub vm_scope: VmScopeArg,
+    /// How many VMs may run at once.
+    #[arg(long, default_value_t = 4)]
+    pub max_sessions: usize,
+    /// Print the full run result as JSON on stdout (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

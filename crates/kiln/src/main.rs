@@ -3,7 +3,9 @@
 
 mod cli;
 mod cmd;
+mod display;
 mod exit;
+mod gitinfo;
 mod workflows;
 
 use std::process::ExitCode;
@@ -15,6 +17,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Validate(args) => cmd::validate::run(&args),
         cli::Command::Expr(args) => cmd::expr::run(&args),
+        cli::Command::Run(args) => cmd::run::run(&args),
     };
     match result {
         Ok(code) => code.into(),
@@ -23,4 +26,14 @@ fn main() -> ExitCode {
             exit::Code::BadInput.into()
         }
     }
+}
+
+/// Where kiln keeps its state: `$KILN_HOME`, else `~/.local/share/kiln`.
+pub fn data_dir() -> anyhow::Result<std::path::PathBuf> {
+    if let Some(home) = std::env::var_os("KILN_HOME") {
+        return Ok(home.into());
+    }
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| anyhow::anyhow!("neither KILN_HOME nor HOME is set"))?;
+    Ok(std::path::PathBuf::from(home).join(".local/share/kiln"))
 }

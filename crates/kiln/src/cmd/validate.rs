@@ -48,7 +48,11 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<Code> {
         plural(errors),
         plural(warnings)
     );
-    Ok(if errors > 0 { Code::Failure } else { Code::Success })
+    Ok(if errors > 0 {
+        Code::Failure
+    } else {
+        Code::Success
+    })
 }
 
 fn plural(n: usize) -> &'static str {
@@ -75,7 +79,11 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     for path in paths {
         if path.is_dir() {
             let nested = path.join(".github").join("workflows");
-            let dir = if nested.is_dir() { nested } else { path.clone() };
+            let dir = if nested.is_dir() {
+                nested
+            } else {
+                path.clone()
+            };
             files.extend(workflows::list_workflow_files(&dir)?);
         } else if path.exists() {
             files.push(path.clone());

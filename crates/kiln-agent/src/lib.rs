@@ -1,0 +1,25 @@
+//! `kiln-agent`: the agent inside every Kiln guest VM.
+//!
+//! It serves one host connection at a time over a byte stream (the
+//! virtio-serial port `org.kiln.agent` in a guest; a unix socket or stdio in
+//! tests), speaking [`kiln_protocol`]: it runs commands as process groups and
+//! streams their output, moves files and tar archives, answers pings, and
+//! powers the guest off on request.
+//!
+//! [`serve`] is generic over the stream so the whole agent is tested on the
+//! host over a socket pair; [`run`] adds the reconnect loops of the real
+//! transports; `main.rs` only parses arguments.
+//!
+//! The agent does not reap orphaned grandchildren: run it under an init (the
+//! guest's `/init`) rather than as PID 1.
+
+mod error;
+mod exec;
+mod files;
+mod run;
+mod server;
+pub mod transport;
+
+pub use error::AgentError;
+pub use run::{Endpoint, power_off, run};
+pub use server::{AgentConfig, ServeOutcome, serve};

@@ -1,0 +1,87 @@
+//! `kiln-agent`: see the library docs. This file only maps arguments.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use kiln_agent::{AgentConfig, Endpoint, ServeOutcome, power_off, run, transport};
+
+/// The Kiln guest agent: runs commands and moves files for the host.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Serve the virtio-serial port with this name (the default channel).
+    #[arg(long, default_value = transport::DEFAULT_PORT_NAME)]
+    virtio_port: String,
+    /// How long to wait for the virtio port to appear, in seconds.
+    #[arg(long, default_value_t = 30)]
+    port_wait_secs: u64,
+    /// Connect to the host at `unix:/path` instead.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["listen", "stdio"])]
+    connect: Option<String>,
+    /// Listen at `unix:/path` instead.
+    #[arg(long, value_name = "ADDR", conflicts_with = "stdio")]
+    listen: Option<String>,
+    /// Serve one connection on stdin/stdout instead.
+    #[arg(long)]
+    stdio: bool,
+    /// Require this token in the host's hello.
+    #[arg(long, env = "KILN_AGENT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Answer a shutdown request without powering off. Only the virtio
+    /// channel powers off in the first place, so that an agent tried out on a
+    /// host cannot turn it off.
+    #[arg(long)]
+    no_poweroff: bool,
+}
+
+fn unix_path(addr: &str) -> anyhow::Result<PathBuf> {
+    match addr.strip_prefix("unix:") {
+        Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+        _ => bail!("unsupported address {addr:?}: expected unix:/path"),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiln-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(args: Args) -> anyhow::Result<()> {
+    let endpoint = if let Some(addr) = &args.connect {
+        Endpoint::Connect(unix_path(addr)?)
+    } else if let Some(addr) = &args.listen {
+        Endpoint::Listen(unix_path(addr)?)
+    } else if args.stdio {
+        Endpoint::Stdio
+    } else {
+        Endpoint::Virtio {
+            name: args.virtio_port.clone(),
+            wait: Duration::from_secs(args.port_wait_secs),
+        }
+    };
+    let may_power_off = matches!(endpoint, Endpoint::Virtio { .. }) && !args.no_poweroff;
+    let config = AgentConfig { token: args.token };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(run(&endpoint, &config))?;
+    drop(runtime);
+    if outcome == ServeOutcome::Shutdown && may_power_off {
+        tracing::info!("powering off");
+        return Err(power_off()).context("cannot power off");
+    }
+    Ok(())
+}

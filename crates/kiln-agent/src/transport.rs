@@ -1,0 +1,160 @@
+//! The guest end of the channel: finding the virtio-serial port and using
+//! its character device as a non-blocking stream.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use tokio::net::unix::pipe;
+
+use crate::AgentError;
+
+/// The name the host gives the agent's `virtserialport`.
+pub const DEFAULT_PORT_NAME: &str = "org.kiln.agent";
+
+/// Where the kernel lists virtio-serial ports with their names.
+pub const VIRTIO_PORTS_DIR: &str = "/sys/class/virtio-ports";
+
+/// The device of the port called `name`: `/dev/<vportNpM>` for the entry of
+/// `ports_dir` whose `name` file holds `name`.
+pub fn find_virtio_port(ports_dir: &Path, name: &str) -> io::Result<Option<PathBuf>> {
+    let entries = match std::fs::read_dir(ports_dir) {
+        Ok(entries) => entries,
+        // No virtio-serial driver (yet): same as no port.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        // Ports without a name have no `name` content; skip unreadable ones.
+        let Ok(port_name) = std::fs::read_to_string(entry.path().join("name")) else {
+            continue;
+        };
+        if port_name.trim_end() == name {
+            return Ok(Some(Path::new("/dev").join(entry.file_name())));
+        }
+    }
+    Ok(None)
+}
+
+/// Polls for the port: its device can appear seconds after boot when the
+/// host is loaded.
+pub async fn wait_for_virtio_port(
+    ports_dir: &Path,
+    name: &str,
+    limit: Duration,
+) -> Result<PathBuf, AgentError> {
+    let started = Instant::now();
+    loop {
+        let found = find_virtio_port(ports_dir, name).map_err(|source| AgentError::PortScan {
+            path: ports_dir.to_owned(),
+            source,
+        })?;
+        if let Some(device) = found.filter(|device| device.exists()) {
+            return Ok(device);
+        }
+        if started.elapsed() >= limit {
+            return Err(AgentError::PortNotFound {
+                name: name.to_owned(),
+                waited: limit,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A character device (or any pollable fd) as a tokio stream.
+///
+/// A virtio port can be opened only once, and tokio's `File` would queue a
+/// pending read in front of every write; so the one open file is duplicated
+/// and driven by tokio's non-blocking pipe ends, which work on any pollable
+/// descriptor (and need no unsafe code, unlike `AsyncFd` registration).
+pub type DeviceStream = tokio::io::Join<pipe::Receiver, pipe::Sender>;
+
+/// Opens `path` read-write, non-blocking. Must run inside a tokio runtime.
+pub fn open_device(path: &Path) -> io::Result<DeviceStream> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
+        .open(path)?;
+    device_stream(file)
+}
+
+/// Wraps an open read-write file, switching it to non-blocking mode.
+pub fn device_stream(file: File) -> io::Result<DeviceStream> {
+    let flags = fcntl(&file, FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(&file, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    let writer = file.try_clone()?;
+    Ok(tokio::io::join(
+        pipe::Receiver::from_file_unchecked(file)?,
+        pipe::Sender::from_file_unchecked(writer)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_port_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (entry, name) in [
+            ("vport0p0", ""),
+            ("vport0p1", "org.other\n"),
+            ("vport1p1", "org.kiln.agent\n"),
+        ] {
+            std::fs::create_dir(dir.path().join(entry)).expect("mkdir");
+            std::fs::write(dir.path().join(entry).join("name"), name).expect("write");
+        }
+        std::fs::create_dir(dir.path().join("vport2p1")).expect("mkdir");
+        assert_eq!(
+            find_virtio_port(dir.path(), DEFAULT_PORT_NAME).expect("scan"),
+            Some(PathBuf::from("/dev/vport1p1"))
+        );
+        assert_eq!(
+            find_virtio_port(dir.path(), "org.missing").expect("scan"),
+            None
+        );
+        assert_eq!(
+            find_virtio_port(&dir.path().join("absent"), DEFAULT_PORT_NAME).expect("scan"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_missing_port_gives_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = wait_for_virtio_port(dir.path(), DEFAULT_PORT_NAME, Duration::from_millis(120))
+            .await
+            .expect_err("no port");
+        assert!(matches!(err, AgentError::PortNotFound { .. }), "{err}");
+    }
+
+    /// The device path works on any pollable descriptor; a socket stands in
+    /// for the virtio port.
+    #[tokio::test]
+    async fn device_stream_reads_and_writes_one_descriptor() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let mut device = device_stream(File::from(std::os::fd::OwnedFd::from(ours))).expect("wrap");
+        let mut peer = tokio::net::UnixStream::from_std({
+            theirs.set_nonblocking(true).expect("nonblocking");
+            theirs
+        })
+        .expect("peer");
+        device.write_all(b"ping").await.expect("write");
+        let mut buf = [0u8; 4];
+        peer.read_exact(&mut buf).await.expect("read");
+        assert_eq!(&buf, b"ping");
+        peer.write_all(b"pong").await.expect("write");
+        device.read_exact(&mut buf).await.expect("read");
+        assert_eq!(&buf, b"pong");
+        drop(peer);
+        assert_eq!(device.read(&mut buf).await.expect("eof"), 0);
+    }
+}
