@@ -86,6 +86,7 @@ qemu_cmd() { # kernel sockpath -> prints nothing, fills global array cmd
          -nodefaults -no-user-config -nographic -no-reboot -serial stdio
          -kernel "${vmlinux[$k]}" -initrd "${initrd[$k]}" -append "$append")
     if [ "$devices" = 1 ]; then
+        # shellcheck disable=SC2054 # commas are QEMU option syntax
         cmd+=(-device virtio-serial-device
               -chardev "socket,id=agent,path=$sock,server=on,wait=off"
               -device virtserialport,chardev=agent,name=org.kiln.agent
@@ -105,7 +106,7 @@ for k in "${kernels[@]}"; do
     marker_times=() exit_times=() guest_times=()
     for i in $(seq 1 "$runs"); do
         log="$logdir/$k-$i.log"
-        t_marker= guest=
+        t_marker='' guest=''
         t0=$EPOCHREALTIME
         set +e
         while IFS= read -r line; do
@@ -120,7 +121,7 @@ for k in "${kernels[@]}"; do
         set -e
         rm -f "$sock"
         rc=$(sed -n 's/^KILN-BOOT-TEST-QEMU-RC=//p' "$log")
-        dm= de=$(awk -v a="$t0" -v b="$t_exit" 'BEGIN{printf "%.3f", b-a}')
+        dm='' de=$(awk -v a="$t0" -v b="$t_exit" 'BEGIN{printf "%.3f", b-a}')
         [ -n "$t_marker" ] && dm=$(awk -v a="$t0" -v b="$t_marker" 'BEGIN{printf "%.3f", b-a}')
         if [ -z "$dm" ] || [ "$rc" != 0 ]; then
             failures=$((failures + 1))

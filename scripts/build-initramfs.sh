@@ -5,7 +5,7 @@
 # modules and git.
 #
 #   scripts/build-initramfs.sh [--agent PATH] [--kernel-dir DIR] [--compress gzip|none]
-#                              [--with-git] [--out FILE]
+#                              [--with-git] [--root DEV] [--out FILE]
 #
 #   --agent PATH       static kiln-agent binary, installed as /usr/bin/kiln-agent
 #                      (optional: without it /init powers off after the port wait,
@@ -19,6 +19,8 @@
 #                      ldd libraries + the dynamic loader + CA bundle); needs the
 #                      `git` package on the host. Adds ~24 MiB (~11 MiB gzipped),
 #                      mostly libcurl-gnutls' dependency tree.
+#   --root DEV         the root filesystem is on the disk DEV (`debian` image flavour):
+#                      written to /etc/kiln-root, the default of /init's kiln.root=
 #   --out FILE         default ${KILN_HOME}/initramfs/minimal[-<release>][-git].cpio[.gz]
 #
 # Needs root only for mknod of /dev/console (without root /init reopens the
@@ -29,15 +31,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 KILN_HOME=${KILN_HOME:-$HOME/.local/share/kiln}
 
-agent= kdir= compress=none with_git=0 out=
+agent='' kdir='' compress=none with_git=0 out='' root_dev=''
 while [ $# -gt 0 ]; do
     case "$1" in
         --agent) agent=$2; shift 2 ;;
         --kernel-dir) kdir=$2; shift 2 ;;
         --compress) compress=$2; shift 2 ;;
         --with-git) with_git=1; shift ;;
+        --root) root_dev=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "build-initramfs.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -54,7 +57,7 @@ fi
 
 release=
 if [ -n "$kdir" ]; then
-    release=$(basename "$(ls -d "$kdir"/modules/lib/modules/*/ | head -1)")
+    release=$(find "$kdir/modules/lib/modules" -mindepth 1 -maxdepth 1 -type d -printf "%f\n" | head -1)
     [ -f "$kdir/modules/lib/modules/$release/kiln-modules.load" ] ||
         { echo "build-initramfs.sh: $kdir has no modules/lib/modules/*/kiln-modules.load" >&2; exit 1; }
 fi
@@ -101,6 +104,7 @@ EOF
 echo "kiln" > etc/hostname
 : > etc/resolv.conf
 echo "KILN_INITRAMFS=minimal" > etc/kiln-release
+[ -n "$root_dev" ] && echo "$root_dev" > etc/kiln-root
 
 if [ "$(id -u)" -eq 0 ]; then
     mknod -m 600 dev/console c 5 1

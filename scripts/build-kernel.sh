@@ -11,12 +11,13 @@
 #         ${KILN_HOME}/build/obj-minimal-<version>-<hash>/ (out-of-tree objects)
 # Skips the build when the cached vmlinux exists. Runs make under
 # `nice -n ${KILN_NICE:-19}`; build output is shown.
+# KILN_KERNEL_FRAGMENT overrides the fragment (for experiments).
 # Needs: scripts/setup.sh (linux-source-6.1, gcc, make, bc, flex, bison, libelf-dev, libssl-dev).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-fragment="$repo/images/kernel/microvm.config"
+fragment=${KILN_KERNEL_FRAGMENT:-$repo/images/kernel/microvm.config}
 KILN_HOME=${KILN_HOME:-$HOME/.local/share/kiln}
 nice_level=${KILN_NICE:-19}
 pkg=linux-source-6.1
@@ -65,7 +66,7 @@ fi
 # 2. Configure: tinyconfig, merge the fragment, resolve dependencies.
 #    ARCH=x86_64 matters: with the default ARCH=x86 tinyconfig picks 32-bit.
 mk=(nice -n "$nice_level" make -C "$src" O="$obj" ARCH=x86_64)
-rm -rf "$obj"
+# (The object dir is kept across runs: an interrupted build resumes.)
 mkdir -p "$obj"
 echo "build-kernel.sh: configuring in $obj"
 "${mk[@]}" tinyconfig

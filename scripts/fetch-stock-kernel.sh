@@ -64,7 +64,10 @@ work=$(mktemp -d "$KILN_HOME/kernels/.tmp-stock-$release.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 echo "fetch-stock-kernel.sh: apt-get download $pkg"
-(cd "$work" && apt-get download "$pkg")
+# As root, apt's _apt sandbox user cannot write into our 0700 temp dir.
+sandbox=()
+[ "$(id -u)" -eq 0 ] && sandbox=(-o APT::Sandbox::User=root)
+(cd "$work" && apt-get "${sandbox[@]}" download "$pkg")
 dpkg -x "$work"/"$pkg"_*.deb "$work/root"
 
 # --- vmlinuz (bzImage) -> vmlinux (ELF) -----------------------------------
@@ -72,6 +75,7 @@ extract_vmlinux() { # in out
     local in=$1 out=$2 magic tool off
     for pair in 'xz:\xfd\x37\x7a\x58\x5a\x00' 'zstd:\x28\xb5\x2f\xfd' 'gzip:\x1f\x8b\x08'; do
         tool=${pair%%:*}; magic=${pair#*:}
+        # shellcheck disable=SC2013 # one number per line
         for off in $(LC_ALL=C grep -obUaP "$magic" "$in" | cut -d: -f1); do
             case "$tool" in
                 xz)   tail -c +"$((off + 1))" "$in" | xz -dc --single-stream > "$out" 2>/dev/null || true ;;

@@ -55,6 +55,30 @@ impl ExecControl {
     }
 }
 
+/// Commands must start with default signal dispositions whatever the agent
+/// inherited: an agent started in the background by a shell (or by `nohup`)
+/// has SIGINT and SIGQUIT (SIGHUP) ignored, an ignored signal stays ignored
+/// across `exec`, and then the ladder's SIGINT does nothing and bash cannot
+/// even trap it. Installing a handler is the safe-code way to undo that:
+/// `exec` resets handled signals to their default. The agent itself then
+/// swallows these signals, which suits a daemon.
+pub(crate) fn reset_inherited_signal_ignores() {
+    use tokio::signal::unix::{SignalKind, signal};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for kind in [
+            SignalKind::interrupt(),
+            SignalKind::quit(),
+            SignalKind::hangup(),
+        ] {
+            // The handler stays installed after the stream is dropped.
+            if let Err(e) = signal(kind) {
+                tracing::warn!(error = %e, "cannot reset an inherited signal disposition");
+            }
+        }
+    });
+}
+
 /// Starts command `id`; its replies (output, then `Exited` or `Error`) go to
 /// `replies`, and its id to `finished` once it is over.
 pub(crate) fn spawn(

@@ -10,12 +10,13 @@
 //! host over a socket pair; [`run`] adds the reconnect loops of the real
 //! transports; `main.rs` only parses arguments.
 //!
-//! The agent does not reap orphaned grandchildren: run it under an init (the
-//! guest's `/init`) rather than as PID 1.
+//! The guest's `/init` execs the agent as PID 1; [`init`] then keeps a
+//! minimal reaper in PID 1 and runs the agent proper as its child.
 
 mod error;
 mod exec;
 mod files;
+pub mod init;
 mod run;
 mod server;
 pub mod transport;

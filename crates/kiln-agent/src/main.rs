@@ -15,6 +15,10 @@ struct Args {
     /// Serve the virtio-serial port with this name (the default channel).
     #[arg(long, default_value = transport::DEFAULT_PORT_NAME)]
     virtio_port: String,
+    /// The virtio port's device, when already known (the guest's `/init`
+    /// exports it); skips the search by name.
+    #[arg(long, env = "KILN_AGENT_PORT", value_name = "PATH")]
+    port_device: Option<PathBuf>,
     /// How long to wait for the virtio port to appear, in seconds.
     #[arg(long, default_value_t = 30)]
     port_wait_secs: u64,
@@ -45,6 +49,9 @@ fn unix_path(addr: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn main() -> ExitCode {
+    if kiln_agent::init::is_pid1() {
+        kiln_agent::init::run_as_init();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -71,13 +78,23 @@ fn real_main(args: Args) -> anyhow::Result<()> {
     } else {
         Endpoint::Virtio {
             name: args.virtio_port.clone(),
+            device: args.port_device.clone(),
             wait: Duration::from_secs(args.port_wait_secs),
         }
     };
     let may_power_off = matches!(endpoint, Endpoint::Virtio { .. }) && !args.no_poweroff;
     let config = AgentConfig { token: args.token };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(run(&endpoint, &config))?;
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run(&endpoint, &config) => outcome,
+            // The agent handles SIGINT (see the library), so stop on it here.
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted");
+                Ok(ServeOutcome::Closed)
+            }
+        }
+    })?;
     drop(runtime);
     if outcome == ServeOutcome::Shutdown && may_power_off {
         tracing::info!("powering off");

@@ -17,8 +17,13 @@ const RECONNECT_DELAY: Duration = Duration::from_millis(100);
 /// Where the host is.
 #[derive(Debug, Clone)]
 pub enum Endpoint {
-    /// The virtio-serial port with this name, waited for up to `wait`.
-    Virtio { name: String, wait: Duration },
+    /// The virtio-serial port with this name, waited for up to `wait`;
+    /// `device` short-cuts the search when `/init` already found it.
+    Virtio {
+        name: String,
+        device: Option<PathBuf>,
+        wait: Duration,
+    },
     /// Connect to a unix socket (retried until a host listens).
     Connect(PathBuf),
     /// Listen on a unix socket; hosts are served one at a time.
@@ -31,9 +36,14 @@ pub enum Endpoint {
 /// [`ServeOutcome::Shutdown`]) or, for stdio, the single connection ends.
 pub async fn run(endpoint: &Endpoint, config: &AgentConfig) -> Result<ServeOutcome, AgentError> {
     match endpoint {
-        Endpoint::Virtio { name, wait } => loop {
-            let device =
-                wait_for_virtio_port(std::path::Path::new(VIRTIO_PORTS_DIR), name, *wait).await?;
+        Endpoint::Virtio { name, device, wait } => loop {
+            let device = match device {
+                Some(device) => device.clone(),
+                None => {
+                    wait_for_virtio_port(std::path::Path::new(VIRTIO_PORTS_DIR), name, *wait)
+                        .await?
+                }
+            };
             match open_device(&device) {
                 Ok(stream) => {
                     if serve(stream, config).await == ServeOutcome::Shutdown {

@@ -50,6 +50,7 @@ pub async fn serve<S>(stream: S, config: &AgentConfig) -> ServeOutcome
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    exec::reset_inherited_signal_ignores();
     let (read, write) = tokio::io::split(stream);
     let mut frames = FramedRead::new(read, FrameCodec::new());
     let (replies, reply_rx) = mpsc::channel(REPLY_QUEUE);

@@ -5,9 +5,12 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
 
 use crate::AgentError;
@@ -72,7 +75,18 @@ pub async fn wait_for_virtio_port(
 /// pending read in front of every write; so the one open file is duplicated
 /// and driven by tokio's non-blocking pipe ends, which work on any pollable
 /// descriptor (and need no unsafe code, unlike `AsyncFd` registration).
-pub type DeviceStream = tokio::io::Join<pipe::Receiver, pipe::Sender>;
+///
+/// Their `AsyncRead`/`AsyncWrite` impls are not used, though: after a short
+/// read they assume the descriptor is drained and wait for the next readiness
+/// edge. A virtio port returns at most one buffer per `read` with more queued,
+/// and no new edge comes while the host waits for an answer: the agent
+/// stalled mid-frame. Here readiness is only cleared by an actual
+/// `WouldBlock` (`try_read`/`try_write`).
+#[derive(Debug)]
+pub struct DeviceStream {
+    reader: pipe::Receiver,
+    writer: pipe::Sender,
+}
 
 /// Opens `path` read-write, non-blocking. Must run inside a tokio runtime.
 pub fn open_device(path: &Path) -> io::Result<DeviceStream> {
@@ -90,10 +104,56 @@ pub fn device_stream(file: File) -> io::Result<DeviceStream> {
     let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
     fcntl(&file, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
     let writer = file.try_clone()?;
-    Ok(tokio::io::join(
-        pipe::Receiver::from_file_unchecked(file)?,
-        pipe::Sender::from_file_unchecked(writer)?,
-    ))
+    Ok(DeviceStream {
+        reader: pipe::Receiver::from_file_unchecked(file)?,
+        writer: pipe::Sender::from_file_unchecked(writer)?,
+    })
+}
+
+impl AsyncRead for DeviceStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            match self.reader.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.reader.poll_read_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for DeviceStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.writer.try_write(data) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.writer.poll_write_ready(cx))?;
+                }
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
 #[cfg(test)]
@@ -156,5 +216,24 @@ mod tests {
         assert_eq!(&buf, b"pong");
         drop(peer);
         assert_eq!(device.read(&mut buf).await.expect("eof"), 0);
+    }
+
+    /// Like a virtio port, a datagram socket returns one buffer per read
+    /// while more are queued: every queued byte must be read without a new
+    /// readiness event (the peer sends nothing more and waits).
+    #[tokio::test]
+    async fn short_reads_do_not_stall() {
+        use tokio::io::AsyncReadExt;
+        let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().expect("pair");
+        let mut device = device_stream(File::from(std::os::fd::OwnedFd::from(ours))).expect("wrap");
+        for part in [&b"first-"[..], b"second-", b"third"] {
+            theirs.send(part).expect("send");
+        }
+        let mut buf = [0u8; 18];
+        tokio::time::timeout(Duration::from_secs(5), device.read_exact(&mut buf))
+            .await
+            .expect("no stall after a short read")
+            .expect("read");
+        assert_eq!(&buf, b"first-second-third");
     }
 }

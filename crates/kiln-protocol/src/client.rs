@@ -184,8 +184,8 @@ impl AgentClient {
     }
 
     /// Starts a command. Its output goes to `output` as it arrives (the
-    /// agent is slowed down, not buffered, when `output` is full); the handle
-    /// yields the exit. Fails with [`ClientError::Encode`] if the request
+    /// agent is slowed down, not buffered, when `output` is full; drop the
+    /// receiver to discard output); the handle yields the exit. Fails with [`ClientError::Encode`] if the request
     /// (env plus stdin) exceeds one frame.
     pub async fn start_exec(
         &self,
@@ -203,7 +203,7 @@ impl AgentClient {
                 + self.shared.config.request_timeout
         });
         self.shared.send(&Request::Exec { id, req }).await?;
-        Ok(ExecHandle::new(self.clone(), pending, output, deadline))
+        Ok(ExecHandle::start(self.clone(), pending, output, deadline))
     }
 
     /// [`start_exec`](Self::start_exec) and wait for the exit.

@@ -66,7 +66,9 @@ pub use message::{
 };
 
 #[cfg(feature = "client")]
-pub use client::{AgentClient, AgentInfo, ClientConfig, ClientError, ExecHandle, OutputChunk};
+pub use client::{
+    AgentClient, AgentInfo, ClientConfig, ClientError, ExecHandle, LostReason, OutputChunk,
+};
 
 /// The version of the message set. See the crate docs for when it changes.
 pub const PROTOCOL_VERSION: u32 = 1;

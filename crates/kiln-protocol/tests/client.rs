@@ -1,3 +1,5 @@
+#![cfg(feature = "client")]
+
 //! The client against scripted peers: every way an agent can misbehave ends
 //! in a clear error, never a hang.
 
@@ -47,6 +49,11 @@ async fn accept_hello(peer: &mut Peer) {
     .expect("send");
 }
 
+async fn handshake(client: &AgentClient, peer: &mut Peer) {
+    let (info, ()) = tokio::join!(client.hello("t"), accept_hello(peer));
+    assert_eq!(info.expect("hello").agent_version, "test");
+}
+
 #[tokio::test]
 async fn silent_peer_makes_hello_time_out() {
     let (client, _peer) = connect(quick());
@@ -63,8 +70,7 @@ async fn silent_peer_makes_hello_time_out() {
 #[tokio::test]
 async fn agent_going_silent_mid_command_is_detected() {
     let (client, mut peer) = connect(quick());
-    accept_hello(&mut peer).await;
-    client.hello("t").await.expect("hello");
+    handshake(&client, &mut peer).await;
     let (tx, _rx) = mpsc::channel(8);
     let exec = client.exec(ExecRequest::default(), tx);
     // The peer keeps its socket open and reads, but never answers again.
@@ -87,8 +93,7 @@ async fn agent_going_silent_mid_command_is_detected() {
 #[tokio::test]
 async fn answering_pings_keeps_a_long_command_alive() {
     let (client, mut peer) = connect(quick());
-    accept_hello(&mut peer).await;
-    client.hello("t").await.expect("hello");
+    handshake(&client, &mut peer).await;
     let agent = tokio::spawn(async move {
         let mut exec_id = None;
         let started = tokio::time::Instant::now();
@@ -208,8 +213,7 @@ async fn peer_hanging_up_fails_waiting_calls() {
 #[tokio::test]
 async fn oversized_request_fails_alone() {
     let (client, mut peer) = connect(quick());
-    accept_hello(&mut peer).await;
-    client.hello("t").await.expect("hello");
+    handshake(&client, &mut peer).await;
     let (tx, _rx) = mpsc::channel(1);
     let huge = ExecRequest {
         argv: vec!["cat".into()],
@@ -244,8 +248,7 @@ async fn oversized_request_fails_alone() {
 #[tokio::test]
 async fn agent_error_reply_is_reported_with_its_message() {
     let (client, mut peer) = connect(quick());
-    accept_hello(&mut peer).await;
-    client.hello("t").await.expect("hello");
+    handshake(&client, &mut peer).await;
     let agent = tokio::spawn(async move {
         while let Some(Ok(req)) = peer.next().await {
             if let Request::GetFile { id, path } = req {

@@ -27,12 +27,12 @@ pub async fn checkout(
         .repo_dir
         .clone()
         .ok_or("actions/checkout: there is no local repository to check out")?;
-    if let Some(other) = with.get("repository").filter(|r| !r.is_empty()) {
-        if other != &git.repository {
-            return Err(format!(
-                "actions/checkout: checking out another repository ({other}) is not supported"
-            ));
-        }
+    if let Some(other) = with.get("repository").filter(|r| !r.is_empty())
+        && other != &git.repository
+    {
+        return Err(format!(
+            "actions/checkout: checking out another repository ({other}) is not supported"
+        ));
     }
     let wanted = with
         .get("ref")

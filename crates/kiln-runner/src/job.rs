@@ -267,6 +267,11 @@ impl<'a> JobRunner<'a> {
         let mut results = Vec::with_capacity(steps.len());
         for (index, step) in steps.iter().enumerate() {
             let result = self.run_step(frame, step, index, depth).await;
+            if depth == 0 {
+                // `GITHUB_ENV` written by the step (or by any step of a
+                // composite action it ran) applies to the job's later steps.
+                frame.env = self.job_env.clone();
+            }
             if result.conclusion == Conclusion::Failure {
                 frame.failed = true;
             }
@@ -296,7 +301,8 @@ impl<'a> JobRunner<'a> {
         self.counter += 1;
         let n = self.counter;
         self.enter(frame, &frame.env.clone());
-        let name = self.step_name(step);
+        // A name may interpolate secrets; it is shown and stored.
+        let name = mask(&self.cx.masker, &self.step_name(step));
         let mut result = StepResult {
             id: step.id.as_ref().map(|id| id.value.clone()),
             name: name.clone(),
@@ -347,7 +353,16 @@ impl<'a> JobRunner<'a> {
                         result.outputs = ran.outputs;
                         result.error = ran.error;
                     }
-                    (Err(e), _) | (_, Err(e)) => {
+                    // A step that could not run (bad expression, missing
+                    // action) failed like any other: continue-on-error
+                    // forgives it too.
+                    (Err(e), Ok(coe)) => {
+                        let s = status::StepResult::new(Conclusion::Failure, coe);
+                        result.outcome = s.outcome;
+                        result.conclusion = s.conclusion;
+                        result.error = Some(e);
+                    }
+                    (_, Err(e)) => {
                         result.outcome = Conclusion::Failure;
                         result.conclusion = Conclusion::Failure;
                         result.error = Some(e);
@@ -370,6 +385,9 @@ impl<'a> JobRunner<'a> {
             *value = mask(&self.cx.masker, value);
         }
         result.duration_ms = started.elapsed().as_millis() as u64;
+        // Masked again: the step may have registered new masks.
+        let name = mask(&self.cx.masker, &name);
+        result.name = name.clone();
         if depth == 0 {
             let _ = self.cx.events.send(RunEvent::StepFinished {
                 job,
@@ -465,6 +483,11 @@ impl<'a> JobRunner<'a> {
         .await
         .map_err(|e| e.to_string())?;
         self.apply_env_files(&outcome);
+        for (name, value) in &outcome.env {
+            if !contexts::is_protected(name) {
+                frame.env.insert(name.clone(), value.clone());
+            }
+        }
         self.annotations
             .extend(outcome.effects.annotations.iter().cloned());
         let exec = &outcome.exec;
@@ -476,8 +499,8 @@ impl<'a> JobRunner<'a> {
                 self.timed_out = true;
             }
             error = Some(format!(
-                "the step timed out after {:.1} minutes",
-                timeout.as_secs_f64() / 60.0
+                "the step timed out after {}",
+                human_duration(timeout)
             ));
             Conclusion::Failure
         } else if !exec.success() || outcome.effects.fails_step || !outcome.errors.is_empty() {
@@ -487,6 +510,8 @@ impl<'a> JobRunner<'a> {
                 error = Some(outcome.errors.join("; "));
             } else if let Some(code) = exec.exit_code.filter(|c| *c != 0) {
                 error = Some(format!("process completed with exit code {code}"));
+            } else if outcome.effects.fails_step {
+                error = Some("the step used a workflow command that is disabled".into());
             }
             Conclusion::Failure
         } else {
@@ -624,6 +649,17 @@ pub(crate) struct Ran {
     pub exit_code: Option<i32>,
     pub outputs: IndexMap<String, String>,
     pub error: Option<String>,
+}
+
+/// `90s`, `12m`, `1.5m`: timeouts as users wrote them (in minutes), readable
+/// also when they are fractions of a minute.
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 120.0 {
+        format!("{secs:.1}s")
+    } else {
+        format!("{:.1}m", secs / 60.0)
+    }
 }
 
 fn minutes(m: f64) -> Duration {

@@ -5,6 +5,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::event::Annotation;
+use crate::output::{SharedMasker, mask};
 use crate::status::Conclusion;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,4 +55,27 @@ pub struct StepResult {
     /// The last lines of the step's output (masked), for failure reports.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub log_tail: Vec<String>,
+}
+
+impl JobResult {
+    /// Every string a step or command could have put here, masked with the
+    /// run's final set of secrets.
+    pub(crate) fn masked(mut self, masker: &SharedMasker) -> JobResult {
+        let m = |text: &mut String| *text = mask(masker, text);
+        m(&mut self.name);
+        self.reason.iter_mut().for_each(m);
+        self.outputs.values_mut().for_each(m);
+        m(&mut self.summary);
+        for a in &mut self.annotations {
+            m(&mut a.message);
+            a.title.iter_mut().chain(a.file.iter_mut()).for_each(m);
+        }
+        for step in &mut self.steps {
+            m(&mut step.name);
+            step.outputs.values_mut().for_each(m);
+            step.error.iter_mut().for_each(m);
+            step.log_tail.iter_mut().for_each(m);
+        }
+        self
+    }
 }

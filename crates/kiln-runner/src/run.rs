@@ -91,7 +91,12 @@ pub async fn run_workflow(
         conclusion,
         duration_ms: started.elapsed().as_millis() as u64,
         vms,
-        jobs: jobs.into_iter().map(|i| i.result).collect(),
+        // Masked once more as a whole: a value registered with
+        // `::add-mask::` late in the run also leaves earlier jobs' results.
+        jobs: jobs
+            .into_iter()
+            .map(|i| i.result.masked(&run.masker))
+            .collect(),
     })
 }
 
@@ -162,7 +167,9 @@ impl<'a> Run<'a> {
         })
         .catch_unwind()
         .await;
-        finish_session(session, work).map(|f| (f, vec![vm_id]))
+        finish_session(session, work)
+            .await
+            .map(|f| (f, vec![vm_id]))
     }
 
     /// `vm-scope = job`: each job instance in its own session; jobs whose
@@ -277,7 +284,9 @@ impl<'a> Run<'a> {
                 })
                 .collect(),
         };
-        let stop = tokio_util::sync::CancellationToken::new();
+        // Fail-fast cancels the instances still running, not only those
+        // yet to start; a cancelled run cancels them all.
+        let stop = self.cfg.cancel.child_token();
         let run_one = |index: usize, matrix: Json, name: String| {
             let strategy_ctx = json!({
                 "fail-fast": fail_fast,
@@ -289,13 +298,27 @@ impl<'a> Run<'a> {
             let stop = stop.clone();
             async move {
                 if stop.is_cancelled() {
-                    let mut r = skipped(id, &name, "cancelled by fail-fast".into());
+                    let reason = if self.cfg.cancel.is_cancelled() {
+                        "the run was cancelled"
+                    } else {
+                        "cancelled by fail-fast"
+                    };
+                    let mut r = skipped(id, &name, reason.into());
                     r.conclusion = Conclusion::Cancelled;
                     r.matrix = Some(matrix);
+                    let job = JobKey {
+                        id: id.to_string(),
+                        name: name.clone(),
+                    };
+                    let _ = self.events.send(RunEvent::JobFinished {
+                        job,
+                        conclusion: Conclusion::Cancelled,
+                        duration: std::time::Duration::ZERO,
+                    });
                     return Instance::new(r, false, None);
                 }
                 let inst = self
-                    .run_instance(id, job, name, matrix, strategy_ctx, needs, vm)
+                    .run_instance(id, job, name, matrix, strategy_ctx, needs, vm, stop.clone())
                     .await;
                 if fail_fast && inst.status.needs_result() == Conclusion::Failure {
                     stop.cancel();
@@ -337,6 +360,7 @@ impl<'a> Run<'a> {
         strategy: Json,
         needs: Json,
         vm: Option<&dyn Vm>,
+        cancel: tokio_util::sync::CancellationToken,
     ) -> Instance {
         let key = JobKey {
             id: id.to_string(),
@@ -364,6 +388,7 @@ impl<'a> Run<'a> {
             strategy,
             needs,
             n,
+            cancel,
         };
         match vm {
             Some(vm) => {
@@ -392,7 +417,7 @@ impl<'a> Run<'a> {
                 })
                 .catch_unwind()
                 .await;
-                match finish_session(session, work) {
+                match finish_session(session, work).await {
                     Ok(r) => Instance::new(r, continue_on_error, Some(vm_id)),
                     Err(e) => {
                         let mut r = skipped(id, &key.name, e.to_string());
@@ -423,7 +448,7 @@ impl<'a> Run<'a> {
             dirs,
             events: self.events.clone(),
             masker: self.masker.clone(),
-            cancel: self.cfg.cancel.clone(),
+            cancel: spec.cancel.clone(),
         }
     }
 
@@ -572,6 +597,8 @@ struct InstanceSpec<'j> {
     needs: Json,
     /// Numbers the instance's directories.
     n: usize,
+    /// Cancelled with the run, or by fail-fast of its matrix.
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 /// One finished job instance.
@@ -647,23 +674,14 @@ async fn cleanup(vm: &dyn Vm) {
     }
 }
 
-/// Releases the session whatever the work's outcome, then reports it.
-fn finish_session<T>(
+/// Releases the session whatever the work's outcome, then reports it. The
+/// release is awaited, so when a run returns its VMs are already destroyed.
+async fn finish_session<T>(
     session: Session,
     work: Result<Result<T, RunError>, Box<dyn std::any::Any + Send>>,
 ) -> Result<T, RunError> {
-    // Dropping the session releases its VM in the background; callers that
-    // can await use `release` — here we stay sync-safe by spawning.
-    let handle = tokio::runtime::Handle::try_current();
-    match handle {
-        Ok(h) => {
-            h.spawn(async move {
-                if let Err(e) = session.release().await {
-                    tracing::error!(error = %e, "releasing the session failed");
-                }
-            });
-        }
-        Err(_) => drop(session),
+    if let Err(e) = session.release().await {
+        tracing::error!(error = %e, "releasing the session failed");
     }
     match work {
         Ok(result) => result,

@@ -132,8 +132,10 @@ impl SessionManager {
                     id,
                     allocation_time: allocated.elapsed,
                     vm: Some(allocated.vm),
-                    permit: Some(permit),
-                    counters: self.counters.clone(),
+                    slot: Some(Slot {
+                        _permit: permit,
+                        counters: self.counters.clone(),
+                    }),
                 })
             }
             Err(err) => {
@@ -151,8 +153,23 @@ pub struct Session {
     id: u64,
     allocation_time: Duration,
     vm: Option<Box<dyn Vm>>,
-    permit: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
+}
+
+/// A session's place in the limit. Dropping it frees the slot and counts
+/// the session as released, so the counters stay right even when a release
+/// is cut short (its future dropped, the runtime shutting down): the VM's
+/// own `Drop` destroys it then.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
     counters: Arc<Counters>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.counters.active.fetch_sub(1, Ordering::SeqCst);
+        self.counters.released.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -189,10 +206,9 @@ impl Session {
         let Some(vm) = self.vm.take() else {
             return Ok(());
         };
+        let slot = self.slot.take();
         let result = vm.release().await;
-        self.counters.active.fetch_sub(1, Ordering::SeqCst);
-        self.counters.released.fetch_add(1, Ordering::SeqCst);
-        self.permit.take();
+        drop(slot);
         tracing::debug!(session = self.id, "session released");
         result.map_err(|source| SessionError::Release {
             session: self.id,
@@ -206,8 +222,7 @@ impl Drop for Session {
         let Some(vm) = self.vm.take() else {
             return;
         };
-        let counters = self.counters.clone();
-        let permit = self.permit.take();
+        let slot = self.slot.take();
         let id = self.id;
         tracing::warn!(
             session = id,
@@ -217,9 +232,7 @@ impl Drop for Session {
             if let Err(err) = result {
                 tracing::error!(session = id, error = %err, "releasing a dropped session's VM failed");
             }
-            counters.active.fetch_sub(1, Ordering::SeqCst);
-            counters.released.fetch_add(1, Ordering::SeqCst);
-            drop(permit);
+            drop(slot);
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {

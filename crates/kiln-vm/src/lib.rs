@@ -6,8 +6,9 @@
 //! host-side files, so a remote machine (the qemu microVM and its guest agent)
 //! fits the same traits as the host-process backend.
 //!
-//! Backends are modules: [`local`] (host processes, no isolation), [`mock`]
-//! (in-memory, for unit tests of the runner's logic). [`counting`] wraps any
+//! Backends are modules: [`qemu`] (a fresh QEMU microVM per machine, KVM or
+//! TCG), [`local`] (host processes, no isolation), [`mock`] (in-memory, for
+//! unit tests of the runner's logic). [`counting`] wraps any
 //! backend and records what happened, which is how tests prove "one VM per
 //! run" on the real path.
 //!
@@ -36,6 +37,7 @@ pub mod local;
 pub mod mock;
 mod path;
 pub mod provider;
+pub mod qemu;
 pub mod spec;
 pub mod stats;
 
@@ -48,5 +50,6 @@ pub use layout::GuestLayout;
 pub use local::LocalProvider;
 pub use mock::{MockProvider, MockResponse};
 pub use provider::{Allocated, Vm, VmProvider};
+pub use qemu::{QemuConfig, QemuProvider, QemuVm};
 pub use spec::{Network, VmSpec};
 pub use stats::{CountingStats, OpRecord, VmOp};

@@ -68,6 +68,10 @@ pub struct Document {
     /// `None` for an empty document.
     pub root: Option<Node>,
     pub duplicate_keys: Vec<DuplicateKey>,
+    /// Where a node carries a YAML tag (`!x`, `!!str`). Tags are otherwise
+    /// ignored; callers report them, because `if: !cancelled()` is a tag
+    /// on an empty value, not a negation.
+    pub tags: Vec<Span>,
 }
 
 impl Node {
@@ -209,14 +213,50 @@ fn span(s: &YamlSpan) -> Span {
 
 enum Frame {
     Seq(Span, usize, Vec<Node>),
-    Map(Span, usize, Vec<(Node, Node)>, Option<Node>),
+    /// Entries, the key waiting for its value, and where each scalar key
+    /// was first defined (for O(1) duplicate detection).
+    Map(
+        Span,
+        usize,
+        Vec<(Node, Node)>,
+        Option<Node>,
+        HashMap<String, Span>,
+    ),
+}
+
+/// How many nodes aliases may add in total. Far beyond any real workflow;
+/// it stops "billion laughs" documents (aliases of aliases) from expanding
+/// exponentially.
+const MAX_ALIAS_NODES: usize = 100_000;
+
+/// The number of nodes in a tree.
+fn node_count(node: &Node) -> usize {
+    let mut count = 0;
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        count += 1;
+        match &n.kind {
+            NodeKind::Scalar(..) => {}
+            NodeKind::Seq(items) => stack.extend(items),
+            NodeKind::Map(entries) => {
+                for (k, v) in entries {
+                    stack.push(k);
+                    stack.push(v);
+                }
+            }
+        }
+    }
+    count
 }
 
 /// Loads the first document of `source`. Later documents are ignored, as
 /// GitHub does.
 pub fn load(source: &str) -> Result<Document, SyntaxError> {
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Anchored nodes with their node counts.
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut alias_nodes = 0usize;
+    let mut tags = Vec::new();
     let mut duplicate_keys = Vec::new();
     let mut root = None;
     for event in Parser::new_from_str(source) {
@@ -226,7 +266,10 @@ pub fn load(source: &str) -> Result<Document, SyntaxError> {
         })?;
         let node = match event {
             Event::DocumentEnd => break,
-            Event::Scalar(value, style, anchor, _tag) => {
+            Event::Scalar(value, style, anchor, tag) => {
+                if tag.is_some() {
+                    tags.push(span(&ev_span));
+                }
                 let style = match style {
                     ScalarStyle::Plain => Style::Plain,
                     ScalarStyle::SingleQuoted => Style::SingleQuoted,
@@ -239,15 +282,24 @@ pub fn load(source: &str) -> Result<Document, SyntaxError> {
                     kind: NodeKind::Scalar(value.into_owned(), style),
                 };
                 if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
+                    anchors.insert(anchor, (node.clone(), 1));
                 }
                 node
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(n) => Node {
-                    span: span(&ev_span),
-                    kind: n.kind.clone(),
-                },
+                Some((n, count)) => {
+                    alias_nodes += count;
+                    if alias_nodes > MAX_ALIAS_NODES {
+                        return Err(SyntaxError {
+                            pos: pos(&ev_span.start),
+                            message: format!("aliases expand to more than {MAX_ALIAS_NODES} nodes"),
+                        });
+                    }
+                    Node {
+                        span: span(&ev_span),
+                        kind: n.kind.clone(),
+                    }
+                }
                 None => {
                     return Err(SyntaxError {
                         pos: pos(&ev_span.start),
@@ -255,18 +307,30 @@ pub fn load(source: &str) -> Result<Document, SyntaxError> {
                     });
                 }
             },
-            Event::SequenceStart(anchor, _) => {
+            Event::SequenceStart(anchor, tag) => {
+                if tag.is_some() {
+                    tags.push(span(&ev_span));
+                }
                 stack.push(Frame::Seq(span(&ev_span), anchor, Vec::new()));
                 continue;
             }
-            Event::MappingStart(anchor, _) => {
-                stack.push(Frame::Map(span(&ev_span), anchor, Vec::new(), None));
+            Event::MappingStart(anchor, tag) => {
+                if tag.is_some() {
+                    tags.push(span(&ev_span));
+                }
+                stack.push(Frame::Map(
+                    span(&ev_span),
+                    anchor,
+                    Vec::new(),
+                    None,
+                    HashMap::new(),
+                ));
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (start, anchor, kind) = match stack.pop() {
                     Some(Frame::Seq(s, a, items)) => (s, a, NodeKind::Seq(items)),
-                    Some(Frame::Map(s, a, entries, _)) => (s, a, NodeKind::Map(entries)),
+                    Some(Frame::Map(s, a, entries, ..)) => (s, a, NodeKind::Map(entries)),
                     None => continue,
                 };
                 let node = Node {
@@ -277,7 +341,7 @@ pub fn load(source: &str) -> Result<Document, SyntaxError> {
                     kind,
                 };
                 if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
+                    anchors.insert(anchor, (node.clone(), node_count(&node)));
                 }
                 node
             }
@@ -286,13 +350,24 @@ pub fn load(source: &str) -> Result<Document, SyntaxError> {
         match stack.last_mut() {
             None => root = Some(node),
             Some(Frame::Seq(_, _, items)) => items.push(node),
-            Some(Frame::Map(_, _, entries, pending)) => match pending.take() {
+            Some(Frame::Map(_, _, entries, pending, seen)) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
-                    let first = entries
-                        .iter()
-                        .find(|(k, _)| k.kind == key.kind)
-                        .map(|(k, _)| k.span);
+                    // Scalar keys compare by text (`"a"` and `a` are one
+                    // key); complex keys, which GitHub never uses, by value.
+                    let first = match key.as_scalar() {
+                        Some(text) => match seen.get(text) {
+                            Some(first) => Some(*first),
+                            None => {
+                                seen.insert(text.to_string(), key.span);
+                                None
+                            }
+                        },
+                        None => entries
+                            .iter()
+                            .find(|(k, _)| k.kind == key.kind)
+                            .map(|(k, _)| k.span),
+                    };
                     match first {
                         Some(first) => duplicate_keys.push(DuplicateKey {
                             key: key.as_scalar().unwrap_or("<complex key>").to_string(),
@@ -306,6 +381,7 @@ pub fn load(source: &str) -> Result<Document, SyntaxError> {
         }
     }
     Ok(Document {
+        tags,
         root,
         duplicate_keys,
     })
@@ -353,6 +429,32 @@ mod tests {
         let err = load("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.pos.line >= 1, "{err:?}");
         assert!(!err.message.is_empty());
+    }
+
+    #[test]
+    fn quoted_and_plain_keys_are_the_same_key() {
+        let doc = load("on: push\n'on': pull_request\n").unwrap();
+        assert_eq!(doc.duplicate_keys.len(), 1);
+        assert_eq!(doc.duplicate_keys[0].key, "on");
+    }
+
+    #[test]
+    fn alias_bombs_are_rejected() {
+        let mut source = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            source.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = load(&source).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err:?}");
+    }
+
+    #[test]
+    fn tags_are_recorded() {
+        let doc = load("if: !cancelled()\nx: 1\n").unwrap();
+        assert_eq!(doc.tags.len(), 1);
+        assert_eq!(doc.tags[0].start, Pos { line: 1, col: 5 });
+        assert!(doc.root.unwrap().get("if").unwrap().is_null());
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check workflow and action files for errors.
@@ -20,6 +22,8 @@ pub enum Command {
     Expr(ExprArgs),
     /// Run workflows, each run in its own fresh VM.
     Run(RunArgs),
+    /// Build, list and remove guest images.
+    Image(crate::cmd::image::ImageArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -116,16 +116,23 @@ impl Display {
             },
             RunEvent::Debug { .. } => None,
             RunEvent::Annotation { annotation, .. } => {
-                let place = match (&annotation.file, annotation.line) {
-                    (Some(f), Some(l)) => format!(" {f}:{l}"),
-                    (Some(f), None) => format!(" {f}"),
+                let place = match (&annotation.file, annotation.line, annotation.col) {
+                    (Some(f), Some(l), Some(c)) => format!(" {f}:{l}:{c}"),
+                    (Some(f), Some(l), None) => format!(" {f}:{l}"),
+                    (Some(f), None, _) => format!(" {f}"),
                     _ => String::new(),
                 };
+                let title = annotation
+                    .title
+                    .as_ref()
+                    .map_or_else(String::new, |t| format!("{t}: "));
+                let bar = self.paint("90", "│");
+                // Continuation lines of a multiline message stay in the
+                // step's indented block.
+                let message = annotation.message.replace('\n', &format!("\n  {bar}   "));
                 Some(format!(
-                    "  {} {}{place}: {}",
-                    self.paint("90", "│"),
+                    "  {bar} {}{place}: {title}{message}",
                     self.paint("1;33", annotation.level.as_str()),
-                    annotation.message
                 ))
             }
             RunEvent::StepFinished {

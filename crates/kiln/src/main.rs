@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         cli::Command::Validate(args) => cmd::validate::run(&args),
         cli::Command::Expr(args) => cmd::expr::run(&args),
         cli::Command::Run(args) => cmd::run::run(&args),
+        cli::Command::Image(args) => cmd::image::run(&args),
     };
     match result {
         Ok(code) => code.into(),

@@ -3,10 +3,10 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::shared::Pending;
-use super::{AgentClient, ClientError};
+use super::{AgentClient, ClientError, LostReason};
 use crate::{ExitInfo, OutputStream, Reply, Request, RequestId};
 
 /// A piece of a command's output.
@@ -16,77 +16,94 @@ pub struct OutputChunk {
     pub data: Bytes,
 }
 
-/// A command started by [`AgentClient::start_exec`]. Dropping it before
-/// [`wait`](Self::wait) finished cancels the command: nobody could see its
-/// result any more.
+/// A command started by [`AgentClient::start_exec`]. Its output is forwarded
+/// by a task of the connection whether or not anyone waits yet. Dropping the
+/// handle before [`wait`](Self::wait) returned cancels the command: nobody
+/// could see its result any more.
 pub struct ExecHandle {
+    id: RequestId,
     client: AgentClient,
-    pending: Pending,
-    output: mpsc::Sender<OutputChunk>,
-    deadline: Option<(Instant, Duration)>,
+    exit: oneshot::Receiver<Result<ExitInfo, ClientError>>,
     finished: bool,
 }
 
 impl std::fmt::Debug for ExecHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExecHandle")
-            .field("id", &self.pending.id())
+            .field("id", &self.id)
             .finish_non_exhaustive()
     }
 }
 
 impl ExecHandle {
-    pub(crate) fn new(
+    /// `deadline`: when the command must have ended at the latest (its own
+    /// timeout plus the kill ladder plus slack).
+    pub(crate) fn start(
         client: AgentClient,
         pending: Pending,
         output: mpsc::Sender<OutputChunk>,
         deadline: Option<Instant>,
     ) -> ExecHandle {
+        let id = pending.id();
         let deadline = deadline.map(|at| (at, at.saturating_duration_since(Instant::now())));
+        let (exit_tx, exit) = oneshot::channel();
+        client.tasks.spawn(async move {
+            let result = forward(pending, output, deadline).await;
+            let _ = exit_tx.send(result);
+        });
         ExecHandle {
+            id,
             client,
-            pending,
-            output,
-            deadline,
+            exit,
             finished: false,
         }
     }
 
     /// The request id, for [`AgentClient::cancel`].
     pub fn id(&self) -> RequestId {
-        self.pending.id()
+        self.id
     }
 
     /// Starts the kill ladder; [`wait`](Self::wait) then reports `cancelled`.
     pub async fn cancel(&self) -> Result<(), ClientError> {
-        self.client.cancel(self.id()).await
+        self.client.cancel(self.id).await
     }
 
-    /// Forwards output until the command exits. A command without a timeout
-    /// may run for ever; a dead agent still ends this through the
-    /// connection's idle timeout.
+    /// Waits for the exit. A command without a timeout may run for ever; a
+    /// dead agent still ends this through the connection's idle timeout.
     pub async fn wait(mut self) -> Result<ExitInfo, ClientError> {
-        const WHAT: &str = "exec";
-        loop {
-            match self.pending.next_before(self.deadline, WHAT).await? {
-                Reply::Output { stream, data, .. } => {
-                    // A caller that dropped its receiver does not want the
-                    // output; the command still runs to its end.
-                    let _ = self.output.send(OutputChunk { stream, data }).await;
-                }
-                Reply::Exited { info, .. } => {
-                    self.finished = true;
-                    return Ok(info);
-                }
-                Reply::Error { message, .. } => {
-                    self.finished = true;
-                    return Err(ClientError::Remote {
-                        what: WHAT,
-                        message,
-                    });
-                }
-                other => return Err(ClientError::unexpected(WHAT, &other)),
+        let result = (&mut self.exit).await;
+        self.finished = true;
+        result.unwrap_or_else(|_| {
+            Err(ClientError::lost(
+                self.client.lost().unwrap_or(LostReason::Closed),
+            ))
+        })
+    }
+}
+
+/// Moves output to the caller until the exit (or an error) arrives.
+async fn forward(
+    mut pending: Pending,
+    output: mpsc::Sender<OutputChunk>,
+    deadline: Option<(Instant, Duration)>,
+) -> Result<ExitInfo, ClientError> {
+    const WHAT: &str = "exec";
+    loop {
+        match pending.next_before(deadline, WHAT).await? {
+            Reply::Output { stream, data, .. } => {
+                // A caller that dropped its receiver does not want the
+                // output; the command still runs to its end.
+                let _ = output.send(OutputChunk { stream, data }).await;
             }
+            Reply::Exited { info, .. } => return Ok(info),
+            Reply::Error { message, .. } => {
+                return Err(ClientError::Remote {
+                    what: WHAT,
+                    message,
+                });
+            }
+            other => return Err(ClientError::unexpected(WHAT, &other)),
         }
     }
 }
@@ -96,7 +113,7 @@ impl Drop for ExecHandle {
         if !self.finished {
             self.client
                 .shared
-                .try_send(&Request::Cancel { id: self.id() });
+                .try_send(&Request::Cancel { id: self.id });
         }
     }
 }

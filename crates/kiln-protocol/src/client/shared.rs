@@ -188,10 +188,10 @@ impl Tasks {
         F: Future<Output = ()> + Send + 'static,
     {
         let handle = tokio::spawn(task);
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(handle);
+        let mut handles = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // One task per command: forget the finished ones.
+        handles.retain(|h| !h.is_finished());
+        handles.push(handle);
     }
 }
 
@@ -228,7 +228,7 @@ where
         last_frame = Instant::now();
         let payload = match next {
             None => break LostReason::Closed,
-            Some(Err(ProtocolError::Io(e))) => break LostReason::Io(render_chain(&e)),
+            Some(Err(ProtocolError::Io(e))) => break io_reason(&e),
             Some(Err(e)) => break LostReason::Malformed(render_chain(&e)),
             Some(Ok(payload)) => payload,
         };
@@ -278,8 +278,20 @@ where
             result = write.flush().await;
         }
         if let Err(e) = result {
-            shared.fail(LostReason::Io(render_chain(&e)));
+            shared.fail(io_reason(&e));
             return;
         }
+    }
+}
+
+/// A reset or broken connection is the agent hanging up (with requests
+/// still unread), not a fault of the channel.
+fn io_reason(e: &std::io::Error) -> LostReason {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof => {
+            LostReason::Closed
+        }
+        _ => LostReason::Io(render_chain(e)),
     }
 }

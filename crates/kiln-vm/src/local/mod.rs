@@ -6,7 +6,7 @@
 //! deleted along with every process group they started.
 
 mod fs;
-mod group;
+pub(crate) mod group;
 mod process;
 
 use std::collections::BTreeSet;

@@ -9,7 +9,7 @@ use crate::span::{Span, Spanned};
 use crate::yaml::{Node, ScalarValue};
 
 use super::step::{self, StepKind};
-use super::{Ctx, Field};
+use super::{Ctx, Field, scope};
 
 const KEYS: &[&str] = &[
     "name",
@@ -114,7 +114,10 @@ fn inputs(ctx: &mut Ctx, node: &Node) -> IndexMap<String, ActionInput> {
                 match f.name {
                     "description" => input.description = ctx.string(f.value).map(|s| s.value),
                     "required" => input.required = loose_bool(ctx, f.value),
-                    "default" => input.default = ctx.string(f.value),
+                    "default" => {
+                        ctx.scope(f.value, &scope::ACTION_INPUT_DEFAULT);
+                        input.default = ctx.string(f.value);
+                    }
                     _ => input.deprecation_message = ctx.string(f.value).map(|s| s.value),
                 }
             }
@@ -150,7 +153,10 @@ fn outputs(ctx: &mut Ctx, node: &Node, composite: bool) -> IndexMap<String, Acti
             for f in ctx.fields_lenient(field.value, &["description", "value"], &owner) {
                 match f.name {
                     "description" => output.description = ctx.string(f.value).map(|s| s.value),
-                    _ => output.value = ctx.string(f.value),
+                    _ => {
+                        ctx.scope(f.value, &scope::ACTION_OUTPUT);
+                        output.value = ctx.string(f.value);
+                    }
                 }
             }
         }
@@ -177,7 +183,13 @@ fn runs(ctx: &mut Ctx, node: &Node) -> Option<Runs> {
         }
         return None;
     };
-    let using = ctx.one_of(using_node, USING, "action runtime")?;
+    // GitHub's runner compares the runtime case-insensitively.
+    let mut using = ctx.string(using_node)?;
+    using.value.make_ascii_lowercase();
+    if !USING.contains(&using.value.as_str()) {
+        ctx.one_of(using_node, USING, "action runtime");
+        return None;
+    }
     let (keys, kind) = match using.value.as_str() {
         "composite" => (COMPOSITE_KEYS, "composite"),
         "docker" => (DOCKER_KEYS, "docker"),
@@ -205,7 +217,8 @@ fn runs(ctx: &mut Ctx, node: &Node) -> Option<Runs> {
     };
     let optional =
         |ctx: &mut Ctx, name: &str| get(name).and_then(|f| ctx.non_empty_string(f.value));
-    let condition = |ctx: &mut Ctx, name: &str| get(name).and_then(|f| ctx.condition(f.value));
+    let condition =
+        |ctx: &mut Ctx, name: &str| get(name).and_then(|f| ctx.condition(f.value, &scope::RUNS_IF));
     match kind {
         "composite" => {
             let node = required(ctx, "steps")?.value;
@@ -214,6 +227,11 @@ fn runs(ctx: &mut Ctx, node: &Node) -> Option<Runs> {
         }
         "docker" => {
             let image = required(ctx, "image");
+            for name in ["args", "env"] {
+                if let Some(f) = get(name) {
+                    ctx.scope(f.value, &scope::DOCKER_RUNS);
+                }
+            }
             let args = get("args").and_then(|f| ctx.string_seq(f.value));
             let env = get("env").map(|f| ctx.string_map(f.value));
             let (entrypoint, pre_entrypoint, post_entrypoint) = (

@@ -5,7 +5,7 @@ use indexmap::IndexMap;
 use crate::model::{Container, StringMap};
 use crate::yaml::{Node, NodeKind};
 
-use super::Ctx;
+use super::{Ctx, scope};
 
 const CONTAINER_KEYS: &[&str] = &["image", "credentials", "env", "ports", "volumes", "options"];
 const SERVICE_KEYS: &[&str] = &[
@@ -44,8 +44,14 @@ pub(super) fn parse(ctx: &mut Ctx, key: &Node, node: &Node, service: bool) -> Op
         match f.name {
             // An empty image is allowed: with a matrix it skips the container.
             "image" => container.image = ctx.string(f.value).unwrap_or_default(),
-            "credentials" => container.credentials = credentials(ctx, f.value),
-            "env" => container.env = ctx.string_map(f.value),
+            "credentials" => {
+                ctx.scope(f.value, &scope::CREDENTIALS);
+                container.credentials = credentials(ctx, f.value);
+            }
+            "env" => {
+                ctx.scope(f.value, &scope::RUNNER);
+                container.env = ctx.string_map(f.value);
+            }
             "ports" => container.ports = ctx.string_seq(f.value).unwrap_or_default(),
             "volumes" => container.volumes = ctx.string_seq(f.value).unwrap_or_default(),
             "options" => container.options = ctx.string(f.value),
@@ -62,9 +68,7 @@ pub(super) fn parse(ctx: &mut Ctx, key: &Node, node: &Node, service: bool) -> Op
         ctx.error(key.span, format!("{what} is missing \"image\""));
         return None;
     }
-    if node.as_map().is_none() {
-        return None;
-    }
+    node.as_map()?;
     Some(container)
 }
 

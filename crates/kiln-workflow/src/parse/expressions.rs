@@ -3,56 +3,84 @@
 //! not) is covered. Conditions (`if:`) without `${{` are parsed as one bare
 //! expression, as GitHub evaluates them.
 //!
-//! Errors point at the offending token inside the scalar; the position is
-//! recovered from the scalar's span and style by [`crate::locate`].
+//! Each expression is checked against the contexts and functions available
+//! where it is ([`super::scope`]), inherited from the nearest node the
+//! typed parsers marked. Errors point at the offending token inside the
+//! scalar; the position is recovered from the scalar's span and style by
+//! [`crate::locate`].
+
+use std::collections::HashMap;
 
 use kiln_expr::{ParseError, ParseErrorKind, ParseOptions, TemplatePart};
 
 use crate::span::Span;
+use crate::suggest::did_you_mean;
 use crate::yaml::{Node, NodeKind};
 
 use super::Ctx;
 use super::read::has_expression;
+use super::scope::{self, Scope};
 
-/// Every context a workflow or action can name. Which of them a given key
-/// may use is narrower, but a name outside this set is always an error.
-const CONTEXTS: &[&str] = &[
-    "github", "env", "vars", "job", "jobs", "steps", "runner", "secrets", "strategy", "matrix",
-    "needs", "inputs",
-];
+/// Parse options per scope, built once per walk.
+struct Options(HashMap<usize, ParseOptions>);
+
+impl Options {
+    fn get(&mut self, scope: &'static Scope) -> &ParseOptions {
+        self.0
+            .entry(std::ptr::from_ref(scope) as usize)
+            .or_insert_with(|| ParseOptions {
+                contexts: Some(scope.contexts.iter().map(|c| c.to_string()).collect()),
+                status_functions: scope.status,
+                hash_files: scope.hash_files,
+            })
+    }
+}
 
 pub(super) fn check_tree(ctx: &mut Ctx, root: &Node) {
-    let options = ParseOptions::with_contexts(CONTEXTS.iter().copied());
-    let mut stack = vec![root];
-    while let Some(node) = stack.pop() {
+    let mut options = Options(HashMap::new());
+    let mut stack: Vec<(&Node, &'static Scope)> = vec![(root, &scope::ANY)];
+    while let Some((node, inherited)) = stack.pop() {
+        let scope = ctx.scope_of(node).unwrap_or(inherited);
         match &node.kind {
-            NodeKind::Seq(items) => stack.extend(items),
+            NodeKind::Seq(items) => stack.extend(items.iter().map(|i| (i, scope))),
             NodeKind::Map(entries) => {
                 for (key, value) in entries {
-                    stack.push(key);
-                    stack.push(value);
+                    stack.push((key, scope));
+                    stack.push((value, scope));
                 }
             }
-            NodeKind::Scalar(text, _) => check_scalar(ctx, &options, node, text),
+            NodeKind::Scalar(text, _) => check_scalar(ctx, &mut options, scope, node, text),
         }
     }
 }
 
-fn check_scalar(ctx: &mut Ctx, options: &ParseOptions, node: &Node, text: &str) {
+fn check_scalar(
+    ctx: &mut Ctx,
+    options: &mut Options,
+    scope: &'static Scope,
+    node: &Node,
+    text: &str,
+) {
     if ctx.is_condition(node) {
-        check_condition(ctx, options, node, text);
-    } else if has_expression(text) {
-        if let Err(e) = kiln_expr::find_expressions_with(text, options) {
-            report(ctx, node, &e);
-        }
+        check_condition(ctx, options.get(scope), scope, node, text);
+    } else if has_expression(text)
+        && let Err(e) = kiln_expr::find_expressions_with(text, options.get(scope))
+    {
+        report(ctx, scope, node, &e);
     }
 }
 
 /// An `if:` value: a bare expression, or text with `${{ }}`. Text around a
 /// `${{ }}` makes the condition a non-empty string, so always true.
-fn check_condition(ctx: &mut Ctx, options: &ParseOptions, node: &Node, text: &str) {
+fn check_condition(
+    ctx: &mut Ctx,
+    options: &ParseOptions,
+    scope: &'static Scope,
+    node: &Node,
+    text: &str,
+) {
     if let Err(e) = kiln_expr::parse_condition(text, options) {
-        report(ctx, node, &e);
+        report(ctx, scope, node, &e);
         return;
     }
     let Ok(parts) = kiln_expr::find_expressions_with(text.trim(), options) else {
@@ -75,7 +103,7 @@ fn check_condition(ctx: &mut Ctx, options: &ParseOptions, node: &Node, text: &st
     }
 }
 
-fn report(ctx: &mut Ctx, node: &Node, e: &ParseError) {
+fn report(ctx: &mut Ctx, scope: &Scope, node: &Node, e: &ParseError) {
     let range = e.span();
     let start = ctx.sources.value_pos(node, range.start);
     let mut end = ctx.sources.value_pos(node, range.end);
@@ -87,9 +115,38 @@ fn report(ctx: &mut Ctx, node: &Node, e: &ParseError) {
         ParseErrorKind::UnclosedExpression => {
             "unterminated expression: \"${{\" has no matching \"}}\"".to_string()
         }
+        ParseErrorKind::UnrecognizedNamedValue(name) => unknown_context(scope, name),
+        ParseErrorKind::UnrecognizedFunction(name) => unknown_function(scope, name, e),
         _ => format!("invalid expression: {e}"),
     };
     ctx.error(Span { start, end }, message);
+}
+
+/// A context that does not exist, or is not available at this place.
+fn unknown_context(scope: &Scope, name: &str) -> String {
+    let available = scope.contexts.join(", ");
+    if scope::ANY
+        .contexts
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+    {
+        format!("context \"{name}\" is not available here; available: {available}")
+    } else {
+        let hint = did_you_mean(name, scope.contexts.iter().copied());
+        format!("unknown context \"{name}\"{hint}")
+    }
+}
+
+/// A function that does not exist, or is not available at this place.
+fn unknown_function(scope: &Scope, name: &str, e: &ParseError) -> String {
+    let status = ["success", "failure", "always", "cancelled"];
+    if status.iter().any(|s| s.eq_ignore_ascii_case(name)) && !scope.status {
+        format!("function \"{name}\" is only available in \"if\" conditions")
+    } else if name.eq_ignore_ascii_case("hashFiles") && !scope.hash_files {
+        "function \"hashFiles\" is only available in steps".to_string()
+    } else {
+        format!("invalid expression: {e}")
+    }
 }
 
 #[cfg(test)]
@@ -147,7 +204,42 @@ mod tests {
     fn unknown_context_names_are_errors() {
         let diagnostics = errors("      - run: echo ${{ secret.TOKEN }}\n");
         assert_eq!(diagnostics.len(), 1);
-        assert!(diagnostics[0].message.contains("'secret'"));
+        assert_eq!(
+            diagnostics[0].message,
+            "unknown context \"secret\"; did you mean \"secrets\"?"
+        );
+    }
+
+    fn workflow(source: &str) -> Vec<String> {
+        parse_workflow(source)
+            .1
+            .into_iter()
+            .map(|d| d.message)
+            .collect()
+    }
+
+    #[test]
+    fn contexts_depend_on_the_place() {
+        let messages = workflow(
+            "on: push\njobs:\n  a:\n    if: matrix.os == 'linux'\n    runs-on: ${{ matrix.os }}\n    steps:\n      - run: echo\n        if: secrets.TOKEN != ''\n        env:\n          T: ${{ secrets.TOKEN }}\n",
+        );
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].starts_with("context \"matrix\" is not available here"));
+        assert!(messages[1].starts_with("context \"secrets\" is not available here"));
+    }
+
+    #[test]
+    fn functions_depend_on_the_place() {
+        let messages = workflow(
+            "on: push\njobs:\n  a:\n    runs-on: ${{ hashFiles('x') }}\n    steps:\n      - run: echo ${{ success() }}\n        if: success() && hashFiles('y') != ''\n",
+        );
+        assert_eq!(
+            messages,
+            [
+                "function \"hashFiles\" is only available in steps",
+                "function \"success\" is only available in \"if\" conditions",
+            ]
+        );
     }
 
     #[test]

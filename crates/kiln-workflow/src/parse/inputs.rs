@@ -6,8 +6,8 @@ use indexmap::IndexMap;
 use crate::model::{CallOutput, CallSecret, Input, InputType};
 use crate::yaml::{Node, ScalarValue};
 
-use super::Ctx;
 use super::read::{has_expression, invalid_identifier, is_identifier};
+use super::{Ctx, scope};
 
 const DISPATCH_KEYS: &[&str] = &["description", "type", "required", "default", "options"];
 const CALL_KEYS: &[&str] = &["description", "type", "required", "default"];
@@ -84,6 +84,9 @@ fn input(ctx: &mut Ctx, key: &Node, node: &Node, call: bool) -> Input {
         );
     }
     if let Some(default) = default {
+        if call {
+            ctx.scope(default, &scope::CALL_INPUT_DEFAULT);
+        }
         input.default = default_value(ctx, &input, default, call);
     }
     input
@@ -109,10 +112,11 @@ fn default_value(
 ) -> Option<serde_json::Value> {
     use serde_json::Value as J;
     let value = node.scalar_value();
-    if let Some(ScalarValue::Str(s)) = value {
-        if call && has_expression(s) {
-            return Some(J::String(s.to_string()));
-        }
+    if let Some(ScalarValue::Str(s)) = value
+        && call
+        && has_expression(s)
+    {
+        return Some(J::String(s.to_string()));
     }
     match input.input_type {
         InputType::Boolean => match value {
@@ -159,6 +163,7 @@ pub(super) fn call_outputs(ctx: &mut Ctx, node: &Node) -> IndexMap<String, CallO
                 "description" => output.description = ctx.string(f.value).map(|s| s.value),
                 "value" => {
                     has_value = true;
+                    ctx.scope(f.value, &scope::CALL_OUTPUT);
                     if let Some(v) = ctx.string(f.value) {
                         output.value = v;
                     }

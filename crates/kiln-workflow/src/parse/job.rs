@@ -7,7 +7,7 @@ use crate::yaml::{Node, NodeKind};
 
 use super::read::{has_near_key, invalid_identifier, is_identifier};
 use super::step::{self, StepKind};
-use super::{Ctx, Field, container, strategy, workflow};
+use super::{Ctx, Field, container, scope, strategy, workflow};
 
 /// Keys of a job that runs steps.
 const NORMAL: &[&str] = &[
@@ -54,6 +54,7 @@ pub(super) fn parse(ctx: &mut Ctx, key: &Node, node: &Node) -> Job {
     if !is_identifier(id) {
         ctx.error(key.span, invalid_identifier("job id", id));
     }
+    ctx.scope(node, &scope::JOB);
     let is_call = node.get("uses").is_some();
     let all: Vec<&str> = NORMAL.iter().chain(CALL).copied().collect();
     let owner = format!("job \"{id}\"");
@@ -106,25 +107,40 @@ fn field(ctx: &mut Ctx, job: &mut Job, f: &Field) {
     match f.name {
         "name" => job.name = ctx.string(value),
         "needs" => job.needs = ctx.strings(value).unwrap_or_default(),
-        "if" => job.if_cond = ctx.condition(value),
-        "strategy" => job.strategy = strategy::parse(ctx, value),
+        "if" => job.if_cond = ctx.condition(value, &scope::JOB_IF),
+        "strategy" => {
+            ctx.scope(value, &scope::STRATEGY);
+            job.strategy = strategy::parse(ctx, value);
+        }
         "runs-on" => job.runs_on = runs_on(ctx, value),
         "timeout-minutes" => job.timeout_minutes = ctx.positive_number(value, false),
         "cancel-timeout-minutes" => job.cancel_timeout_minutes = ctx.positive_number(value, false),
         "continue-on-error" => job.continue_on_error = ctx.bool_or_expr(value),
         "container" => job.container = container::parse(ctx, f.key, value, false),
         "services" => job.services = container::services(ctx, value),
-        "env" => job.env = ctx.string_map(value),
+        "env" => {
+            ctx.scope(value, &scope::JOB_WITH_SECRETS);
+            job.env = ctx.string_map(value);
+        }
         "environment" => job.environment = environment(ctx, value),
         "permissions" => job.permissions = workflow::permissions(ctx, value),
         "concurrency" => job.concurrency = workflow::concurrency(ctx, value),
-        "outputs" => job.outputs = ctx.string_map(value),
-        "defaults" => job.defaults = workflow::defaults(ctx, value),
+        "outputs" => {
+            ctx.scope(value, &scope::RUNNER);
+            job.outputs = ctx.string_map(value);
+        }
+        "defaults" => {
+            ctx.scope(value, &scope::JOB_DEFAULTS_RUN);
+            job.defaults = workflow::defaults(ctx, value);
+        }
         "steps" => job.steps = step::parse_all(ctx, value, StepKind::Job),
         "snapshot" => snapshot(ctx, value),
         "uses" => job.uses = reusable_workflow(ctx, value),
         "with" => job.with = ctx.string_map(value),
-        "secrets" => job.secrets = secrets(ctx, value),
+        "secrets" => {
+            ctx.scope(value, &scope::JOB_WITH_SECRETS);
+            job.secrets = secrets(ctx, value);
+        }
         _ => {}
     }
 }
@@ -171,7 +187,10 @@ fn environment(ctx: &mut Ctx, node: &Node) -> Option<Environment> {
     for f in &fields {
         match f.name {
             "name" => name = ctx.string(f.value),
-            "url" => url = ctx.string(f.value),
+            "url" => {
+                ctx.scope(f.value, &scope::ENVIRONMENT_URL);
+                url = ctx.string(f.value);
+            }
             _ => deployment = ctx.bool(f.value),
         }
     }
@@ -197,7 +216,7 @@ fn snapshot(ctx: &mut Ctx, node: &Node) {
             for f in &fields {
                 match f.name {
                     "if" => {
-                        ctx.condition(f.value);
+                        ctx.condition(f.value, &scope::SNAPSHOT_IF);
                     }
                     _ => {
                         ctx.non_empty_string(f.value);

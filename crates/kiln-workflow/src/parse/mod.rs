@@ -14,12 +14,13 @@ mod expressions;
 mod inputs;
 mod job;
 mod read;
+mod scope;
 mod step;
 mod strategy;
 mod triggers;
 mod workflow;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::check;
 use crate::diagnostic::Diagnostic;
@@ -66,6 +67,9 @@ pub(crate) struct Ctx<'a> {
     /// Start positions of values that are bare conditions (`if:`), parsed
     /// as a whole expression by the expression walk.
     conditions: HashSet<Pos>,
+    /// Start positions of nodes that set what expressions below them may
+    /// use; see [`scope`].
+    scopes: HashMap<Pos, &'static scope::Scope>,
 }
 
 impl<'a> Ctx<'a> {
@@ -75,6 +79,7 @@ impl<'a> Ctx<'a> {
             source,
             diagnostics: Vec::new(),
             conditions: HashSet::new(),
+            scopes: HashMap::new(),
         }
     }
 
@@ -106,6 +111,13 @@ impl<'a> Ctx<'a> {
                 ),
             );
         }
+        for tag in &doc.tags {
+            self.error(
+                *tag,
+                "yaml tags are not supported; a value starting with \"!\" is a tag: \
+                 quote it, or wrap the expression in \"${{ }}\"",
+            );
+        }
         if doc.root.is_none() {
             self.error(
                 Span::point(Pos { line: 1, col: 1 }),
@@ -129,12 +141,26 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Marks `node` as a condition and returns its text (GitHub converts a
-    /// literal `if: true` to the string "true").
-    pub(crate) fn condition(&mut self, node: &Node) -> Option<Spanned<String>> {
+    /// Marks `node` as a condition with the given scope and returns its
+    /// text (GitHub converts a literal `if: true` to the string "true").
+    pub(crate) fn condition(
+        &mut self,
+        node: &Node,
+        scope: &'static scope::Scope,
+    ) -> Option<Spanned<String>> {
         let text = self.string(node)?;
         self.conditions.insert(node.span.start);
+        self.scope(node, scope);
         Some(text)
+    }
+
+    /// Sets what expressions in `node` and below may use.
+    pub(crate) fn scope(&mut self, node: &Node, scope: &'static scope::Scope) {
+        self.scopes.insert(node.span.start, scope);
+    }
+
+    fn scope_of(&self, node: &Node) -> Option<&'static scope::Scope> {
+        self.scopes.get(&node.span.start).copied()
     }
 
     pub(crate) fn is_condition(&self, node: &Node) -> bool {

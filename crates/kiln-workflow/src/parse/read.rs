@@ -229,12 +229,12 @@ impl Ctx<'_> {
     /// `expected a boolean`, with a hint for YAML 1.1 spellings (`yes`).
     fn not_a_bool(&mut self, node: &Node) {
         let mut message = format!("expected a boolean, found {}", node.describe());
-        if let Some(ScalarValue::Str(s)) = node.scalar_value() {
-            if ["yes", "no", "on", "off", "y", "n"].contains(&s.to_ascii_lowercase().as_str()) {
-                message.push_str(&format!(
-                    "; \"{s}\" is a string in YAML 1.2, write true or false"
-                ));
-            }
+        if let Some(ScalarValue::Str(s)) = node.scalar_value()
+            && ["yes", "no", "on", "off", "y", "n"].contains(&s.to_ascii_lowercase().as_str())
+        {
+            message.push_str(&format!(
+                "; \"{s}\" is a string in YAML 1.2, write true or false"
+            ));
         }
         self.error(node.span, message);
     }

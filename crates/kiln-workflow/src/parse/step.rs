@@ -6,7 +6,7 @@ use crate::span::Spanned;
 use crate::yaml::Node;
 
 use super::read::{invalid_identifier, is_identifier};
-use super::{Ctx, Field};
+use super::{Ctx, Field, scope};
 
 /// Where the steps are: composite actions allow fewer keys and need `shell`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,11 @@ fn parse(ctx: &mut Ctx, node: &Node, kind: StepKind) -> Option<Step> {
     };
     let fields = ctx.fields(node, keys, owner);
     node.as_map()?;
+    let (body, condition) = match kind {
+        StepKind::Job => (&scope::STEP, &scope::STEP_IF),
+        StepKind::Composite => (&scope::COMPOSITE_STEP, &scope::COMPOSITE_STEP_IF),
+    };
+    ctx.scope(node, body);
     let mut step = Step {
         span: node.span,
         ..Step::default()
@@ -77,7 +82,7 @@ fn parse(ctx: &mut Ctx, node: &Node, kind: StepKind) -> Option<Step> {
         match f.name {
             "id" => step.id = step_id(ctx, f.value),
             "name" => step.name = ctx.string(f.value),
-            "if" => step.if_cond = ctx.condition(f.value),
+            "if" => step.if_cond = ctx.condition(f.value, condition),
             "uses" => step.uses = action_ref(ctx, f.value),
             "run" => step.run = ctx.string(f.value),
             "shell" => step.shell = ctx.non_empty_string(f.value),

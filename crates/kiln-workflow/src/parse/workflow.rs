@@ -8,7 +8,7 @@ use crate::span::Span;
 use crate::yaml::{Node, NodeKind};
 
 use super::read::has_near_key;
-use super::{Ctx, job, triggers};
+use super::{Ctx, job, scope, triggers};
 
 const KEYS: &[&str] = &[
     "name",
@@ -29,12 +29,21 @@ pub(super) fn parse(ctx: &mut Ctx, root: &Node) -> Workflow {
         match f.name {
             "name" => wf.name = ctx.string(f.value),
             "description" => wf.description = ctx.string(f.value),
-            "run-name" => wf.run_name = ctx.string(f.value),
+            "run-name" => {
+                ctx.scope(f.value, &scope::RUN_NAME);
+                wf.run_name = ctx.string(f.value);
+            }
             "on" => wf.on = triggers::parse(ctx, f.value),
-            "env" => wf.env = ctx.string_map(f.value),
+            "env" => {
+                ctx.scope(f.value, &scope::WORKFLOW_ENV);
+                wf.env = ctx.string_map(f.value);
+            }
             "defaults" => wf.defaults = defaults(ctx, f.value),
             "permissions" => wf.permissions = permissions(ctx, f.value),
-            "concurrency" => wf.concurrency = concurrency(ctx, f.value),
+            "concurrency" => {
+                ctx.scope(f.value, &scope::WORKFLOW_CONCURRENCY);
+                wf.concurrency = concurrency(ctx, f.value);
+            }
             "jobs" => wf.jobs = jobs(ctx, f.value),
             _ => {}
         }

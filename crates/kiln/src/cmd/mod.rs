@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
 pub mod expr;
+pub mod image;
 pub mod run;
 pub mod validate;

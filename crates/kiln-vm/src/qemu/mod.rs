@@ -1,0 +1,422 @@
+//! The `qemu` backend: every machine is a fresh QEMU `microvm` booted
+//! straight into our kernel and initramfs, driven through `kiln-agent` over
+//! virtio-serial.
+//!
+//! - [`config`]: what is needed and where it is by default; missing pieces
+//!   are [`SetupError`]s that name the fix.
+//! - [`accel`]: KVM only where it really works, else TCG, with the reason.
+//! - `launch`: the QEMU command line (as images/README.md documents it).
+//! - `state`: `<state_dir>/<vm-id>/` holds everything of one VM on the host.
+//! - `console`: the serial console into a size-capped `console.log`.
+//! - `net`: `Network::Nat` through passt, without access to host loopback.
+//! - `agent`: the one persistent agent connection, bounded by the boot
+//!   timeout.
+//! - `vm`: [`QemuVm`], the [`Vm`](crate::Vm) operations over that connection.
+//! - `reap`: destroying VMs of dead kiln processes.
+//!
+//! # The agent token
+//!
+//! Each VM gets a fresh random token on its kernel command line
+//! (`kiln.token=`); /init exports it as `KILN_AGENT_TOKEN` and the agent
+//! answers only a hello that carries it. The command line is the one channel
+//! into the guest that exists before the agent runs. It is not a secret from
+//! the guest (it reads `/proc/cmdline`), nor from host users who can read
+//! QEMU's argv; the socket itself sits in a 0700 directory. What the token
+//! guarantees is that the host never drives a VM it did not start.
+
+pub mod accel;
+mod agent;
+pub mod config;
+mod console;
+mod error;
+mod launch;
+mod net;
+mod process;
+mod reap;
+mod state;
+mod vm;
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use kiln_protocol::{AgentClient, ClientConfig};
+use tokio::process::Command;
+
+pub use accel::{Accel, AccelDecision};
+pub use config::{AccelMode, KernelKind, QemuConfig};
+pub use error::SetupError;
+pub use vm::QemuVm;
+
+use self::config::Checked;
+use self::launch::LaunchPlan;
+use self::process::Process;
+use self::state::StateDir;
+use self::vm::{Machine, VmSettings};
+use crate::archive::blocking;
+use crate::{Allocated, ExecRequest, GuestLayout, Network, VmError, VmId, VmProvider, VmSpec};
+
+const BACKEND: &str = "qemu";
+
+/// The image flavour served from the initramfs alone.
+pub const FLAVOUR_MINIMAL: &str = "minimal";
+/// The image flavour with a Debian root disk (`rootfs_image`) as overlay.
+pub const FLAVOUR_DEBIAN: &str = "debian";
+
+/// Hands out fresh QEMU microVMs.
+pub struct QemuProvider {
+    config: QemuConfig,
+    tools: Checked,
+    accel: AccelDecision,
+    tsc_khz: Option<u64>,
+    settings: Arc<VmSettings>,
+}
+
+impl std::fmt::Debug for QemuProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QemuProvider")
+            .field("accel", &self.accel)
+            .field("state_dir", &self.config.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QemuProvider {
+    /// Checks the host and the images, decides the accelerator (with
+    /// `AccelMode::Auto` on a host that passes the static KVM checks, this
+    /// boots the guest once under KVM, blocking for up to
+    /// [`accel::PROBE_LIMIT`]), and creates the state directory.
+    pub fn new(config: QemuConfig) -> Result<QemuProvider, SetupError> {
+        let tools = config.check()?;
+        state::prepare_base(&config.state_dir)?;
+        let facts = accel::HostFacts::gather();
+        let accel = accel::decide(config.accel, &facts, || {
+            accel::probe_boot(&config, &tools.qemu, Accel::Kvm, accel::PROBE_LIMIT)
+        })?;
+        tracing::info!(accel = accel.accel.as_str(), reason = %accel.reason, "qemu accelerator");
+        if tools.passt.is_none() {
+            tracing::warn!(
+                "passt not found: VMs with NAT networking cannot start (apt-get install passt)"
+            );
+        }
+        let settings = Arc::new(VmSettings {
+            shutdown_timeout: config.shutdown_timeout,
+        });
+        Ok(QemuProvider {
+            tsc_khz: launch::host_tsc_khz(),
+            config,
+            tools,
+            accel,
+            settings,
+        })
+    }
+
+    /// [`new`](Self::new) with [`QemuConfig::from_data_dir`].
+    pub fn from_data_dir(data_dir: &std::path::Path) -> Result<QemuProvider, SetupError> {
+        QemuProvider::new(QemuConfig::from_data_dir(data_dir))
+    }
+
+    /// The accelerator in use and why, for the CLI to print once.
+    pub fn accel(&self) -> &AccelDecision {
+        &self.accel
+    }
+
+    pub fn config(&self) -> &QemuConfig {
+        &self.config
+    }
+
+    /// Like [`VmProvider::allocate`], but typed: for callers (tests,
+    /// benchmarks) that want the host-side view of the VM.
+    pub async fn allocate_vm(&self, spec: &VmSpec) -> Result<QemuVm, VmError> {
+        check_spec(spec, self.config.rootfs_image.is_some())?;
+        let id = VmId::generate(BACKEND);
+        let base = self.config.state_dir.clone();
+        let id2 = id.clone();
+        let dir = blocking(move || StateDir::create(&base, &id2))
+            .await
+            .map_err(|e| allocation(&id, "cannot create its state directory", Some(e)))?;
+        let mut machine = Machine::new(id.clone(), dir);
+        let boot_started = Instant::now();
+        let client = self.boot(&mut machine, spec).await?;
+        tracing::debug!(vm = %id, took = ?boot_started.elapsed(), "qemu vm ready");
+        let vm = QemuVm {
+            machine,
+            client,
+            layout: GuestLayout::standard(),
+            settings: self.settings.clone(),
+        };
+        make_layout_dirs(&vm).await?;
+        Ok(vm)
+    }
+
+    /// Starts passt and QEMU for `machine` and connects to its agent. On
+    /// error, `machine` still owns whatever was started (its Drop cleans
+    /// up).
+    async fn boot(&self, machine: &mut Machine, spec: &VmSpec) -> Result<AgentClient, VmError> {
+        let id = machine.id.clone();
+        let disk = if spec.image == FLAVOUR_DEBIAN {
+            Some(self.create_overlay(machine, spec).await?)
+        } else {
+            None
+        };
+        let passt_socket = match spec.network {
+            Network::None => None,
+            Network::Nat => {
+                let passt = self.tools.passt.as_ref().ok_or_else(|| {
+                    allocation(
+                        &id,
+                        "NAT networking needs passt, which is not installed \
+                         (apt-get install passt, or ./scripts/setup.sh)",
+                        None,
+                    )
+                })?;
+                let socket = machine.dir.passt_socket();
+                let process = net::start_passt(passt, &socket, &machine.dir.passt_log())
+                    .await
+                    .map_err(|why| allocation(&id, &why, None))?;
+                let _ = std::fs::write(machine.dir.passt_pid(), format!("{}\n", process.pid));
+                machine.passt = Some(process);
+                Some(socket)
+            }
+        };
+        let token = agent::new_token()
+            .map_err(|e| allocation(&id, "cannot read /dev/urandom for its token", Some(e)))?;
+        let (pidfile, agent_socket) = (machine.dir.qemu_pid(), machine.dir.agent_socket());
+        let mut init_args = vec![format!("kiln.token={token}")];
+        init_args.extend(self.config.extra_kernel_args.iter().cloned());
+        let plan = LaunchPlan {
+            accel: self.accel.accel,
+            vcpus: spec.vcpus,
+            memory_mib: spec.memory_mib,
+            kernel: &self.config.kernel,
+            kernel_kind: self.config.kernel_kind,
+            initramfs: &self.config.initramfs,
+            tsc_khz: self.tsc_khz,
+            name: id.as_str(),
+            pidfile: Some(&pidfile),
+            agent_socket: Some(&agent_socket),
+            passt_socket: passt_socket.as_deref(),
+            disk: disk.as_deref(),
+            init_args,
+        };
+        let qemu_log = std::fs::File::create(machine.dir.qemu_log())
+            .map_err(|e| allocation(&id, "cannot create qemu.log", Some(e)))?;
+        let console = console::ConsoleLog::create(
+            &machine.dir.console_log(),
+            self.config.console_log_cap_bytes,
+        )
+        .map_err(|e| allocation(&id, "cannot create console.log", Some(e)))?;
+        let mut cmd = Command::new(&self.tools.qemu);
+        cmd.args(plan.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(qemu_log);
+        let (qemu, stdout) = Process::spawn("qemu", cmd).map_err(|e| {
+            allocation(
+                &id,
+                &format!("cannot start {}", self.tools.qemu.display()),
+                Some(e),
+            )
+        })?;
+        machine.console = stdout.map(|out| console::pump(out, console));
+        let qemu = machine.qemu.insert(qemu);
+
+        let client_config = ClientConfig {
+            request_timeout: self.config.agent_request_timeout,
+            keepalive_interval: self.config.agent_idle_timeout / 4,
+            idle_timeout: self.config.agent_idle_timeout,
+            kill_grace: kiln_protocol::KillGrace {
+                interrupt_ms: millis(self.config.kill_grace.interrupt),
+                terminate_ms: millis(self.config.kill_grace.terminate),
+            },
+        };
+        let connected = agent::connect(
+            &agent_socket,
+            &token,
+            &client_config,
+            self.config.boot_timeout,
+            qemu,
+        )
+        .await;
+        match connected {
+            Ok((client, _info)) => Ok(client),
+            Err(why) => {
+                // Stop QEMU first so the console log is complete when read.
+                qemu.kill_and_wait(Duration::from_secs(2)).await;
+                machine.finish_console().await;
+                let mut reason = why.to_string();
+                let qemu_said = machine.qemu_log_tail();
+                if !qemu_said.is_empty() {
+                    reason.push_str(&format!("; qemu said: {qemu_said}"));
+                }
+                reason.push_str(&format!(
+                    "; console (last lines):\n{}",
+                    machine.console_tail()
+                ));
+                Err(allocation(&id, &reason, None))
+            }
+        }
+    }
+
+    /// `qemu-img create -f qcow2 -b <base> -F raw overlay.qcow2 [size]`: the
+    /// guest writes go to the overlay, the base is only ever read.
+    async fn create_overlay(
+        &self,
+        machine: &Machine,
+        spec: &VmSpec,
+    ) -> Result<std::path::PathBuf, VmError> {
+        let id = &machine.id;
+        let (Some(base), Some(qemu_img)) = (&self.config.rootfs_image, &self.tools.qemu_img) else {
+            return Err(allocation(
+                id,
+                "the debian flavour needs rootfs_image",
+                None,
+            ));
+        };
+        let base = base
+            .canonicalize()
+            .map_err(|e| allocation(id, "cannot resolve rootfs_image", Some(e)))?;
+        let base_len = base.metadata().map(|m| m.len()).unwrap_or(0);
+        let size = (spec.disk_mib * 1024 * 1024).max(base_len);
+        let overlay = machine.dir.overlay();
+        let out = Command::new(qemu_img)
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&base)
+            .arg(&overlay)
+            .arg(size.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| allocation(id, "cannot run qemu-img", Some(e)))?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            return Err(allocation(
+                id,
+                &format!("qemu-img create failed: {}", why.trim()),
+                None,
+            ));
+        }
+        Ok(overlay)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn allocation(id: &VmId, why: &str, source: Option<std::io::Error>) -> VmError {
+    VmError::Allocation {
+        reason: format!("vm {id}: {why}"),
+        source,
+    }
+}
+
+fn check_spec(spec: &VmSpec, has_rootfs: bool) -> Result<(), VmError> {
+    let invalid = |reason: String| VmError::Allocation {
+        reason,
+        source: None,
+    };
+    if spec.vcpus == 0 {
+        return Err(invalid("a vm needs at least one vcpu".into()));
+    }
+    if spec.memory_mib < 128 {
+        return Err(invalid(format!(
+            "{} MiB of memory is too little for a guest (at least 128)",
+            spec.memory_mib
+        )));
+    }
+    match spec.image.as_str() {
+        FLAVOUR_MINIMAL => Ok(()),
+        FLAVOUR_DEBIAN if has_rootfs => Ok(()),
+        FLAVOUR_DEBIAN => Err(invalid(
+            "image flavour `debian` needs a rootfs image (rootfs_image in the qemu config)".into(),
+        )),
+        other => Err(invalid(format!(
+            "unknown image flavour `{other}` (known: {FLAVOUR_MINIMAL}, {FLAVOUR_DEBIAN})"
+        ))),
+    }
+}
+
+/// The layout's directories exist before the VM is handed out, as on every
+/// backend.
+async fn make_layout_dirs(vm: &QemuVm) -> Result<(), VmError> {
+    let mut argv = vec!["mkdir".to_owned(), "-p".to_owned()];
+    argv.extend(vm.layout.dirs().iter().map(|d| (*d).to_owned()));
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let req = ExecRequest::new(argv).cwd("/");
+    let result = crate::Vm::exec(vm, req, tx).await?;
+    if result.success() {
+        Ok(())
+    } else {
+        Err(VmError::Allocation {
+            reason: format!(
+                "vm {}: cannot create the guest layout ({result:?})",
+                vm.machine.id
+            ),
+            source: None,
+        })
+    }
+}
+
+#[async_trait]
+impl VmProvider for QemuProvider {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn allocate(&self, spec: &VmSpec) -> Result<Allocated, VmError> {
+        let started = Instant::now();
+        let vm = self.allocate_vm(spec).await?;
+        Ok(Allocated {
+            vm: Box::new(vm),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Kills the QEMU and passt of `qemu-<pid>-...` directories whose
+    /// owning process is gone, and deletes the directories.
+    async fn reap_orphans(&self) -> Result<usize, VmError> {
+        let base = self.config.state_dir.clone();
+        blocking(move || reap::reap(&base)).await.map_err(|e| {
+            VmError::io(
+                "reap orphans in",
+                &self.config.state_dir.to_string_lossy(),
+                e,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_are_checked_before_anything_starts() {
+        let ok = VmSpec::default();
+        assert!(check_spec(&ok, false).is_ok());
+        let zero = VmSpec {
+            vcpus: 0,
+            ..VmSpec::default()
+        };
+        assert!(check_spec(&zero, false).is_err());
+        let tiny = VmSpec {
+            memory_mib: 64,
+            ..VmSpec::default()
+        };
+        assert!(check_spec(&tiny, false).is_err());
+        let debian = VmSpec {
+            image: FLAVOUR_DEBIAN.into(),
+            ..VmSpec::default()
+        };
+        let err = check_spec(&debian, false).expect_err("no rootfs");
+        assert!(err.to_string().contains("rootfs_image"), "{err}");
+        assert!(check_spec(&debian, true).is_ok());
+        let odd = VmSpec {
+            image: "windows".into(),
+            ..VmSpec::default()
+        };
+        assert!(check_spec(&odd, true).is_err());
+    }
+}
