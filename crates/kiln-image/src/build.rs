@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::error::ImageError;
+use crate::error::{ImageError, io_err};
 use crate::hash::{Inputs, sha256_file};
 use crate::manifest::{
     AgentInfo, Artifact, DiskFormat, Flavour, KernelArtifact, KernelKind, MANIFEST_SCHEMA,
@@ -99,15 +99,6 @@ struct Sources {
     rootfs_init: PathBuf,
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError {
-    let path = path.to_owned();
-    move |source| ImageError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
 fn hash(path: &Path) -> Result<String, ImageError> {
     sha256_file(path).map_err(io_err("cannot read", path))
 }
@@ -124,8 +115,9 @@ impl Builder<'_> {
             });
         }
         let sources = self.sources()?;
+        let agent_sha256 = hash(&opts.agent_path)?;
         let kernel = self.kernel()?;
-        let inputs = self.inputs(&kernel, &sources)?;
+        let inputs = self.inputs(&kernel, &sources, &agent_sha256)?;
         let id = inputs.version_id();
         let flavour = opts.flavour;
         let dir = self.store.image_dir(flavour, &id);
@@ -155,19 +147,30 @@ impl Builder<'_> {
         std::fs::create_dir_all(&staging).map_err(io_err("cannot create", &staging))?;
         self.note(&format!("building {flavour}/{id} in {}", staging.display()));
 
-        let manifest = match self.build_into(&staging, &id, &kernel, inputs) {
+        let agent = AgentInfo {
+            sha256: agent_sha256,
+            kiln_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let manifest = match self.build_into(&staging, &id, &kernel, agent, inputs) {
             Ok(manifest) => manifest,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&staging);
                 return Err(e);
             }
         };
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io_err("cannot remove", &dir))?;
+        // A forced rebuild replaces the directory; the old one is moved
+        // aside first, so the id's directory is never half there.
+        let old = flavour_dir.join(format!(".old-{id}-{}", std::process::id()));
+        let replacing = dir.exists();
+        if replacing {
+            std::fs::rename(&dir, &old).map_err(io_err("cannot move aside", &dir))?;
         }
         if let Err(e) = std::fs::rename(&staging, &dir) {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(io_err("cannot move the new image to", &dir)(e));
+        }
+        if replacing {
+            let _ = std::fs::remove_dir_all(&old);
         }
         self.store.set_current(flavour, &id)?;
         self.note(&format!("built {flavour}/{id}: {}", dir.display()));
@@ -180,10 +183,11 @@ impl Builder<'_> {
     }
 
     fn build_into(
-        &mut self,
+        &self,
         staging: &Path,
         id: &str,
         kernel: &Kernel,
+        agent: AgentInfo,
         inputs: Inputs,
     ) -> Result<Manifest, ImageError> {
         let opts = self.opts;
@@ -246,10 +250,7 @@ impl Builder<'_> {
                 size: file_size(&initramfs)?,
             },
             rootfs,
-            agent: AgentInfo {
-                sha256: inputs.as_map()["agent.sha256"].clone(),
-                kiln_version: env!("CARGO_PKG_VERSION").to_owned(),
-            },
+            agent,
             built_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             builder_versions: self.builder_versions(kernel.kind),
             inputs: inputs.into_map(),
@@ -286,12 +287,17 @@ impl Builder<'_> {
     }
 
     /// Everything the image is made from; see [`Inputs::version_id`].
-    fn inputs(&self, kernel: &Kernel, sources: &Sources) -> Result<Inputs, ImageError> {
+    fn inputs(
+        &self,
+        kernel: &Kernel,
+        sources: &Sources,
+        agent_sha256: &str,
+    ) -> Result<Inputs, ImageError> {
         let mut inputs = Inputs::new();
         inputs.insert("flavour", self.opts.flavour.as_str());
         inputs.insert("kernel.kind", kernel.kind.as_str());
         inputs.insert("kernel.sha256", kernel.sha256.clone());
-        inputs.insert("agent.sha256", hash(&self.opts.agent_path)?);
+        inputs.insert("agent.sha256", agent_sha256);
         inputs.insert("init.sha256", hash(&sources.init)?);
         inputs.insert(
             "script.build-initramfs.sh",
@@ -518,14 +524,18 @@ fn dpkg_versions(packages: &[&str]) -> std::collections::BTreeMap<String, String
         .collect()
 }
 
-/// Removes `.tmp-<id>-<pid>` staging directories of builds that died.
+/// Removes the `.tmp-<id>-<pid>` (staging) and `.old-<id>-<pid>` (replaced)
+/// directories of builds that died.
 fn remove_stale_staging(flavour_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(flavour_dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(".tmp-") else {
+        let Some(rest) = name
+            .strip_prefix(".tmp-")
+            .or_else(|| name.strip_prefix(".old-"))
+        else {
             continue;
         };
         let alive = rest

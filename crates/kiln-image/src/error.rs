@@ -85,6 +85,19 @@ pub enum ImageError {
     BadScriptOutput { script: String, output: String },
 }
 
+/// `map_err` helper: an [`ImageError::Io`] for `path`.
+pub(crate) fn io_err(
+    action: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> ImageError {
+    let path = path.to_owned();
+    move |source| ImageError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
 fn tail(output: &str) -> String {
     let lines: Vec<&str> = output.lines().collect();
     if lines.is_empty() {

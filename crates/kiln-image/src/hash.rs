@@ -117,7 +117,10 @@ mod tests {
     fn version_id_is_twelve_hex_digits_of_the_sorted_lines() {
         let id = inputs(&[("flavour", "minimal"), ("agent", "aa")]).version_id();
         assert_eq!(id.len(), 12);
-        assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_eq!(id, sha256_bytes(b"agent=aa\nflavour=minimal\n")[..12]);
     }
 

@@ -213,12 +213,11 @@ impl Manifest {
     /// Writes `dir/manifest.json` (pretty, trailing newline).
     pub fn save(&self, dir: &Path) -> Result<(), ImageError> {
         let path = dir.join(Manifest::FILE_NAME);
-        let mut text = serde_json::to_string_pretty(self).map_err(|source| {
-            ImageError::BadManifest {
+        let mut text =
+            serde_json::to_string_pretty(self).map_err(|source| ImageError::BadManifest {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            })?;
         text.push('\n');
         std::fs::write(&path, text).map_err(|source| ImageError::Io {
             action: "cannot write",
@@ -253,8 +252,8 @@ mod tests {
 
     #[test]
     fn another_schema_is_reported_as_such() {
-        let err = Manifest::parse(r#"{"schema": 2, "whatever": true}"#, Path::new("m.json"))
-            .unwrap_err();
+        let err =
+            Manifest::parse(r#"{"schema": 2, "whatever": true}"#, Path::new("m.json")).unwrap_err();
         assert!(matches!(err, ImageError::Schema { found: 2, .. }), "{err}");
     }
 }

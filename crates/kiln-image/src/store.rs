@@ -4,7 +4,7 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use crate::error::ImageError;
+use crate::error::{ImageError, io_err};
 use crate::manifest::{Flavour, KernelKind, Manifest};
 
 /// The images of one data directory (`$KILN_HOME`).
@@ -38,15 +38,6 @@ pub struct Removed {
 }
 
 const CURRENT: &str = "current";
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError {
-    let path = path.to_owned();
-    move |source| ImageError::Io {
-        action,
-        path,
-        source,
-    }
-}
 
 impl ImageStore {
     /// The store in `data_dir` (usually `$KILN_HOME`). Nothing is created
@@ -139,7 +130,9 @@ impl ImageStore {
         if let Ok(flavour) = target.parse::<Flavour>() {
             let dir = self.flavour_dir(flavour);
             let version_ids = self.version_ids(flavour)?;
-            if !dir.exists() {
+            if version_ids.is_empty() {
+                // Nothing to remove (a leftover empty directory goes quietly).
+                let _ = std::fs::remove_dir_all(&dir);
                 return Err(not_found());
             }
             std::fs::remove_dir_all(&dir).map_err(io_err("cannot remove", &dir))?;
@@ -154,7 +147,10 @@ impl ImageStore {
             None => {
                 let flavour = Flavour::ALL
                     .into_iter()
-                    .find(|&f| self.version_ids(f).is_ok_and(|ids| ids.iter().any(|i| i == target)))
+                    .find(|&f| {
+                        self.version_ids(f)
+                            .is_ok_and(|ids| ids.iter().any(|i| i == target))
+                    })
                     .ok_or_else(not_found)?;
                 (flavour, target)
             }

@@ -1,14 +1,29 @@
 //! Evaluating workflow expressions against a set of contexts and a status.
 
-use kiln_expr::{Contexts, EvalContext, Host, Status, Value};
+use std::path::Path;
+
+use kiln_expr::{Contexts, EvalContext, Host, HostError, Status, Value};
 use kiln_workflow::{BoolOrExpr, NumberOrExpr};
 
-/// The status functions' view of the run at one point.
-struct StatusHost(Status);
+/// The status functions' view of the run at one point, and the workspace
+/// snapshot `hashFiles` reads.
+struct RunHost<'a> {
+    status: Status,
+    files: Option<(&'a Path, &'a str)>,
+}
 
-impl Host for StatusHost {
+impl Host for RunHost<'_> {
     fn status(&self) -> Status {
-        self.0
+        self.status
+    }
+
+    fn hash_files(&self, patterns: &[String]) -> Result<String, HostError> {
+        match self.files {
+            Some((root, workspace)) => {
+                crate::hashfiles::hash_files(root, workspace, patterns).map_err(HostError::from)
+            }
+            None => Err("hashFiles is only available in steps and job outputs".into()),
+        }
     }
 }
 
@@ -16,15 +31,30 @@ impl Host for StatusHost {
 pub struct Scope<'a> {
     pub contexts: &'a Contexts,
     pub status: Status,
+    /// A host copy of the workspace and the workspace's guest path.
+    files: Option<(&'a Path, &'a str)>,
 }
 
 impl<'a> Scope<'a> {
     pub fn new(contexts: &'a Contexts, status: Status) -> Self {
-        Scope { contexts, status }
+        Scope {
+            contexts,
+            status,
+            files: None,
+        }
+    }
+
+    /// Lets `hashFiles` read `snapshot`, a copy of the guest `workspace`.
+    pub fn with_files(mut self, snapshot: &'a Path, workspace: &'a str) -> Self {
+        self.files = Some((snapshot, workspace));
+        self
     }
 
     fn with<T>(&self, f: impl FnOnce(&EvalContext<'_>) -> T) -> T {
-        let host = StatusHost(self.status);
+        let host = RunHost {
+            status: self.status,
+            files: self.files,
+        };
         let ctx = EvalContext::new(self.contexts).with_host(&host);
         f(&ctx)
     }

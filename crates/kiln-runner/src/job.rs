@@ -68,6 +68,9 @@ pub(crate) struct JobRunner<'a> {
     pub counter: usize,
     pub annotations: Vec<Annotation>,
     pub summary: String,
+    /// A host copy of the workspace for `hashFiles`, taken before a step
+    /// that uses it.
+    pub snapshot: Option<tempfile::TempDir>,
 }
 
 /// Runs a job instance to completion. Never fails: problems become a failed
@@ -225,7 +228,46 @@ impl<'a> JobRunner<'a> {
             counter: 0,
             annotations: Vec::new(),
             summary: String::new(),
+            snapshot: None,
         })
+    }
+
+    /// An expression scope over the job's contexts.
+    pub(crate) fn scope(&self, status: Status) -> Scope<'_> {
+        let scope = Scope::new(&self.contexts, status);
+        match &self.snapshot {
+            Some(dir) => scope.with_files(dir.path(), &self.cx.dirs.workspace),
+            None => scope,
+        }
+    }
+
+    /// Copies the workspace out of the VM for `hashFiles`. Only steps that
+    /// mention it pay for the copy.
+    async fn refresh_snapshot(&mut self, step: &Step) {
+        let mentions = |text: &str| text.to_ascii_lowercase().contains("hashfiles(");
+        let uses_hash = [&step.if_cond, &step.run, &step.name]
+            .into_iter()
+            .flatten()
+            .any(|t| mentions(t))
+            || step
+                .with
+                .values()
+                .chain(step.env.values())
+                .any(|t| mentions(t));
+        if !uses_hash {
+            return;
+        }
+        self.snapshot = None;
+        let archive = self.cx.vm.get_archive(&self.cx.dirs.workspace).await;
+        let unpacked = archive.map_err(|e| e.to_string()).and_then(|tar| {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            kiln_vm::archive::unpack_into(&tar, dir.path()).map_err(|e| e.to_string())?;
+            Ok(dir)
+        });
+        match unpacked {
+            Ok(dir) => self.snapshot = Some(dir),
+            Err(e) => tracing::warn!(error = %e, "copying the workspace for hashFiles failed"),
+        }
     }
 
     /// The status the status functions see in `frame`.
@@ -301,6 +343,7 @@ impl<'a> JobRunner<'a> {
         self.counter += 1;
         let n = self.counter;
         self.enter(frame, &frame.env.clone());
+        self.refresh_snapshot(step).await;
         // A name may interpolate secrets; it is shown and stored.
         let name = mask(&self.cx.masker, &self.step_name(step));
         let mut result = StepResult {
@@ -324,7 +367,7 @@ impl<'a> JobRunner<'a> {
         }
         let status = self.status(frame);
         let condition = step.if_cond.as_ref().map_or("", |c| c.value.as_str());
-        let should_run = Scope::new(&self.contexts, status).condition(condition);
+        let should_run = self.scope(status).condition(condition);
         let mut output =
             OutputProcessor::new(job.clone(), self.cx.events.clone(), self.cx.masker.clone());
         match should_run {
@@ -342,7 +385,7 @@ impl<'a> JobRunner<'a> {
                     .await;
                 let continue_on_error = match &step.continue_on_error {
                     None => Ok(false),
-                    Some(field) => Scope::new(&self.contexts, status).bool_or_expr(field),
+                    Some(field) => self.scope(status).bool_or_expr(field),
                 };
                 match (ran, continue_on_error) {
                     (Ok(ran), Ok(coe)) => {
@@ -401,7 +444,7 @@ impl<'a> JobRunner<'a> {
     }
 
     fn step_name(&self, step: &Step) -> String {
-        let scope = Scope::new(&self.contexts, Status::Success);
+        let scope = self.scope(Status::Success);
         if let Some(name) = &step.name {
             return scope
                 .interpolate(name)
@@ -429,7 +472,8 @@ impl<'a> JobRunner<'a> {
         // Step env, evaluated with the frame's env in scope.
         let mut env = frame.env.clone();
         for (name, value) in &step.env {
-            let v = Scope::new(&self.contexts, status)
+            let v = self
+                .scope(status)
                 .interpolate(value)
                 .map_err(|e| format!("env.{name}: {e}"))?;
             env.insert(name.clone(), v);
@@ -445,7 +489,7 @@ impl<'a> JobRunner<'a> {
         let Some(run) = &step.run else {
             return Err("step has neither run nor uses".into());
         };
-        let scope = Scope::new(&self.contexts, status);
+        let scope = self.scope(status);
         let script = scope.interpolate(run).map_err(|e| format!("run: {e}"))?;
         let shell = self.shell(step, frame, &scope)?;
         let working_directory = self.working_directory(step, frame, &scope)?;
@@ -550,7 +594,7 @@ impl<'a> JobRunner<'a> {
         let own = match &step.timeout_minutes {
             None => None,
             Some(field) => Some(minutes(
-                Scope::new(&self.contexts, status)
+                self.scope(status)
                     .number_or_expr(field)
                     .map_err(|e| format!("timeout-minutes: {e}"))?,
             )),
@@ -630,7 +674,7 @@ impl<'a> JobRunner<'a> {
     }
 
     fn job_outputs(&self) -> IndexMap<String, String> {
-        let scope = Scope::new(&self.contexts, Status::Success);
+        let scope = self.scope(Status::Success);
         let mut outputs = IndexMap::new();
         for (name, value) in &self.cx.job.outputs {
             // GitHub drops outputs that fail to evaluate; it never fails the

@@ -24,6 +24,7 @@ pub mod envfile;
 mod eval;
 pub mod event;
 pub mod graph;
+mod hashfiles;
 mod job;
 pub mod mask;
 pub mod matrix;

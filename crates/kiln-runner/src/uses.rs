@@ -7,7 +7,6 @@ use kiln_workflow::{Action, Runs, Step};
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
-use crate::eval::Scope;
 use crate::job::{Frame, JobRunner, MAX_ACTION_DEPTH, Ran};
 use crate::output::OutputProcessor;
 use crate::status::Conclusion;
@@ -25,7 +24,7 @@ impl JobRunner<'_> {
         output: &mut OutputProcessor,
     ) -> Result<Ran, String> {
         let status = self.status(frame);
-        let scope = Scope::new(&self.contexts, status);
+        let scope = self.scope(status);
         let mut with = IndexMap::new();
         for (name, value) in &step.with {
             let v = scope
@@ -95,7 +94,8 @@ impl JobRunner<'_> {
             let value = match with.get(name) {
                 Some(v) => v.clone(),
                 None => match &input.default {
-                    Some(d) => Scope::new(&self.contexts, status)
+                    Some(d) => self
+                        .scope(status)
                         .interpolate(d)
                         .map_err(|e| format!("inputs.{name}.default: {e}"))?,
                     None if input.required => {
@@ -127,7 +127,7 @@ impl JobRunner<'_> {
             .insert("steps", Value::from(Json::Object(child.steps.clone())));
         self.contexts
             .insert("inputs", Value::from(child.inputs.clone()));
-        let scope = Scope::new(&self.contexts, self.status(&child));
+        let scope = self.scope(self.status(&child));
         let mut outputs = IndexMap::new();
         for (name, out) in &action.outputs {
             if let Some(value) = &out.value {

@@ -1397,3 +1397,31 @@ jobs:
     assert_eq!(h.stats().max_live, 3);
     h.assert_no_leaks();
 }
+
+#[tokio::test]
+async fn hash_files_hashes_workspace_files_written_by_earlier_steps() {
+    let (result, lines) = run(r#"
+on: push
+jobs:
+  j:
+    runs-on: x
+    steps:
+      - run: printf x > a.txt && mkdir -p sub && printf y > sub/b.txt
+      - run: |
+          echo "root=${{ hashFiles('*.txt') }}"
+          echo "none=${{ hashFiles('*.nope') }}"
+"#)
+    .await;
+    assert_eq!(result.conclusion, Conclusion::Success, "{result:#?}");
+    // sha256 over sha256("x"), computed independently.
+    let inner = Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib; print(hashlib.sha256(hashlib.sha256(b'x').digest()).hexdigest())",
+        ])
+        .output()
+        .expect("python3");
+    let expected = String::from_utf8_lossy(&inner.stdout).trim().to_string();
+    assert_eq!(expected.len(), 64, "python3 failed: {inner:?}");
+    assert_lines(&lines, &[&format!("root={expected}"), "none="]);
+}

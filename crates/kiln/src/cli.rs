@@ -24,6 +24,12 @@ pub enum Command {
     Run(RunArgs),
     /// Build, list and remove guest images.
     Image(crate::cmd::image::ImageArgs),
+    /// Serve GitHub webhooks: one VM per workflow run, results reported back.
+    Serve(crate::cmd::serve::ServeArgs),
+    /// List the runs `kiln serve` recorded.
+    Runs(crate::cmd::runs::RunsArgs),
+    /// Print the log of a run `kiln serve` recorded.
+    Logs(crate::cmd::logs::LogsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         cli::Command::Expr(args) => cmd::expr::run(&args),
         cli::Command::Run(args) => cmd::run::run(&args),
         cli::Command::Image(args) => cmd::image::run(&args),
+        cli::Command::Serve(args) => cmd::serve::run(&args),
+        cli::Command::Runs(args) => cmd::runs::run(&args),
+        cli::Command::Logs(args) => cmd::logs::run(&args),
     };
     match result {
         Ok(code) => code.into(),

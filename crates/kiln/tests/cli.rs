@@ -326,3 +326,53 @@ fn run_without_json_prints_progress_on_stdout() {
     // The isolation warning goes to stderr, never into the progress.
     assert!(text(&out.stderr).contains("warning: the local backend"));
 }
+
+/// Ctrl-C while a step runs: the step is interrupted, `always()` steps still
+/// run, the run ends cancelled (exit 1) and the VM's directory is gone.
+#[test]
+fn ctrl_c_cancels_the_run_and_releases_the_vm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let repo = Repo::with_examples();
+    std::fs::write(
+        repo.root().join("slow.yml"),
+        "on: push\njobs:\n  j:\n    runs-on: x\n    steps:\n      - run: echo started && sleep 60\n      - if: always()\n        run: echo cleanup-ran\n",
+    )
+    .expect("write");
+    let mut child = Command::new(support::kiln_bin())
+        .args(["run", "slow.yml", "--backend", "local"])
+        .current_dir(repo.root())
+        .env("KILN_HOME", repo.home())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kiln");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        seen.push(line.clone());
+        if line.contains("started") {
+            break;
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().expect("wait");
+    let all = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("cleanup-ran"),
+        "always() step must run:\n{all}"
+    );
+    assert!(all.contains("run cancelled"), "{all}");
+    let vms = repo.home().join("local-vms");
+    let left: Vec<_> = std::fs::read_dir(&vms)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "VM directories left behind: {left:?}");
+}

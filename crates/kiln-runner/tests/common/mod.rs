@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kiln_runner::{RunConfig, RunError, RunEvent, RunResult, SessionManager};
-use kiln_vm::{CountingProvider, CountingStats, KillGrace, LocalProvider, VmProvider};
+use kiln_vm::{
+    CountingProvider, CountingStats, KillGrace, LocalProvider, QemuConfig, QemuProvider, VmProvider,
+};
 use kiln_workflow::Workflow;
 use tempfile::TempDir;
 
@@ -27,6 +29,9 @@ pub const SHORT_GRACE: KillGrace = KillGrace {
 pub enum Backend {
     /// Host processes below a temporary directory.
     Local,
+    /// QEMU microVMs from `$KILN_HOME`'s images, their state directories
+    /// below a temporary directory.
+    Qemu,
 }
 
 impl Backend {
@@ -35,13 +40,10 @@ impl Backend {
     pub fn from_env() -> Backend {
         match std::env::var("KILN_TEST_BACKEND").as_deref() {
             Err(_) | Ok("") | Ok("local") => Backend::Local,
-            Ok("qemu") => panic!(
-                "KILN_TEST_BACKEND=qemu: the qemu backend is not implemented in the test \
-                 harness yet (supported: local)"
+            Ok("qemu") => Backend::Qemu,
+            Ok(other) => panic!(
+                "KILN_TEST_BACKEND={other:?} is not a known test backend (supported: local, qemu)"
             ),
-            Ok(other) => {
-                panic!("KILN_TEST_BACKEND={other:?} is not a known test backend (supported: local)")
-            }
         }
     }
 }
@@ -50,7 +52,19 @@ impl Backend {
 pub fn backend(base: &Path) -> Arc<dyn VmProvider> {
     match Backend::from_env() {
         Backend::Local => Arc::new(LocalProvider::new(base).with_kill_grace(SHORT_GRACE)),
+        Backend::Qemu => Arc::new(qemu_backend(base)),
     }
+}
+
+/// The qemu backend with the short grace; no image is a setup error here,
+/// not a reason to skip: `KILN_TEST_BACKEND=qemu` asked for real VMs.
+fn qemu_backend(base: &Path) -> QemuProvider {
+    let data = QemuConfig::default_data_dir().expect("neither KILN_HOME nor HOME is set");
+    let mut config =
+        QemuConfig::from_data_dir(&data).unwrap_or_else(|e| panic!("KILN_TEST_BACKEND=qemu: {e}"));
+    config.state_dir = base.to_owned();
+    config.kill_grace = SHORT_GRACE;
+    QemuProvider::new(config).unwrap_or_else(|e| panic!("KILN_TEST_BACKEND=qemu: {e}"))
 }
 
 pub type Counting = CountingProvider<Arc<dyn VmProvider>>;
@@ -135,10 +149,10 @@ impl Harness {
         }
     }
 
-    /// Machine directories still on disk (`local` only; empty otherwise).
+    /// Machine directories still on disk (one per VM on both backends).
     pub fn vm_dirs_on_disk(&self) -> Vec<PathBuf> {
         match self.backend {
-            Backend::Local => match std::fs::read_dir(&self.base) {
+            Backend::Local | Backend::Qemu => match std::fs::read_dir(&self.base) {
                 Ok(entries) => entries.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
                 Err(e) => panic!("cannot list {}: {e}", self.base.display()),

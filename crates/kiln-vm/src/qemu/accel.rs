@@ -130,7 +130,7 @@ pub(crate) fn decide(
     }
 }
 
-/// Boots the configured kernel and initramfs under `accel` with
+/// Boots the `minimal` image's kernel and initramfs under `accel` with
 /// `kiln.marker=1` (/init prints a marker and powers off at once) and
 /// returns how long that took. Blocking: used once, at setup.
 pub fn probe_boot(
@@ -143,16 +143,16 @@ pub fn probe_boot(
         accel,
         vcpus: 1,
         memory_mib: 256,
-        kernel: &config.kernel,
-        kernel_kind: config.kernel_kind,
-        initramfs: &config.initramfs,
+        kernel: &config.minimal.kernel,
+        kernel_kind: config.minimal.kernel_kind,
+        initramfs: &config.minimal.initramfs,
         tsc_khz: super::launch::host_tsc_khz(),
         name: "kiln-accel-probe",
         pidfile: None,
         agent_socket: None,
         passt_socket: None,
         disk: None,
-        init_args: vec!["kiln.marker=1".into()],
+        init_args: vec!["kiln.root=none".into(), "kiln.marker=1".into()],
     };
     let started = Instant::now();
     let mut child = Command::new(qemu)

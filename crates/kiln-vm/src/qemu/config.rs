@@ -1,8 +1,12 @@
-//! What the qemu backend needs, where it finds it by default, and the checks
-//! that turn a missing piece into an error naming the fix.
+//! What the qemu backend needs, where it finds it by default (the image
+//! store of `kiln image build`), and the checks that turn a missing piece
+//! into an error naming the fix.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use kiln_image::KernelKind;
+use kiln_image::{Flavour, ImageStore, ResolvedImage};
 
 use super::error::SetupError;
 use crate::KillGrace;
@@ -19,35 +23,42 @@ pub enum AccelMode {
     Tcg,
 }
 
-/// The guest kernel's kind decides how the machine and the kernel are told
-/// to power off (see images/README.md).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum KernelKind {
-    /// Our tinyconfig kernel: no ACPI, so QEMU's `microvm,acpi=off` passes the
-    /// virtio-mmio devices on the command line and power-off is a reset
-    /// (`reboot=t` + `-no-reboot`).
-    #[default]
-    Minimal,
-    /// Debian's kernel: finds devices through ACPI and powers off through it;
-    /// needs the initramfs that carries its modules.
-    Stock,
+/// What one image flavour boots from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestImage {
+    /// Uncompressed ELF `vmlinux` (PVH entry: the fastest `microvm` boot).
+    pub kernel: PathBuf,
+    /// Decides the machine options: the minimal kernel has no ACPI.
+    pub kernel_kind: KernelKind,
+    /// Must contain `/usr/bin/kiln-agent` built from this workspace.
+    pub initramfs: PathBuf,
+    /// The read-only base disk of the `debian` flavour. Never written: each
+    /// VM gets a qcow2 overlay on top of it.
+    pub rootfs: Option<PathBuf>,
+}
+
+impl From<ResolvedImage> for GuestImage {
+    fn from(image: ResolvedImage) -> GuestImage {
+        GuestImage {
+            kernel: image.kernel,
+            kernel_kind: image.kernel_kind,
+            initramfs: image.initramfs,
+            rootfs: image.rootfs,
+        }
+    }
 }
 
 /// Everything [`QemuProvider`](super::QemuProvider) needs. Start from
-/// [`QemuConfig::from_data_dir`] and override fields.
+/// [`QemuConfig::from_data_dir`] or [`QemuConfig::new`] and override fields.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
     /// `qemu-system-x86_64`; a bare name is looked up in `PATH`.
     pub qemu_binary: PathBuf,
-    /// Uncompressed ELF `vmlinux` (PVH entry: fastest `microvm` boot).
-    pub kernel: PathBuf,
-    pub kernel_kind: KernelKind,
-    /// Must contain `/usr/bin/kiln-agent` built from this workspace.
-    pub initramfs: PathBuf,
-    /// Raw base disk of the `debian` image flavour. Never written: each VM
-    /// gets a qcow2 overlay on top of it.
-    pub rootfs_image: Option<PathBuf>,
-    /// `qemu-img`, for the overlays of `rootfs_image`.
+    /// The `minimal` flavour (`VmSpec::image == "minimal"`), always needed.
+    pub minimal: GuestImage,
+    /// The `debian` flavour, if one was built.
+    pub debian: Option<GuestImage>,
+    /// `qemu-img`, for the overlays of root disks.
     pub qemu_img_binary: PathBuf,
     /// `passt`, the user-mode NAT of `Network::Nat`.
     pub passt_binary: PathBuf,
@@ -56,42 +67,35 @@ pub struct QemuConfig {
     pub state_dir: PathBuf,
     /// From QEMU's start until the agent answers `hello`.
     pub boot_timeout: Duration,
-    /// How long `release` waits for the guest to power off after the agent
-    /// confirmed `shutdown`, before QEMU is killed.
+    /// How long `release` waits for the agent's shutdown answer, and then
+    /// for the guest to power off, before QEMU is killed.
     pub shutdown_timeout: Duration,
     /// Upper bound of `console.log`: its head and its latest part are kept.
     pub console_log_cap_bytes: u64,
     /// The ladder for timed-out or cancelled commands in the guest.
     pub kill_grace: KillGrace,
-    /// How long one agent request may wait for its next reply, and how long
-    /// the agent may stay silent (despite keepalives) before the VM counts
-    /// as dead.
+    /// How long one agent request may wait for its next reply.
     pub agent_request_timeout: Duration,
+    /// Silence from the agent (despite keepalives) for this long means the
+    /// VM is dead: its requests fail instead of hanging.
     pub agent_idle_timeout: Duration,
     /// Appended to the guest kernel command line, for debugging
-    /// (`kiln.debug=1` traces /init) and for tests.
+    /// (`kiln.debug=1` traces /init) and for tests. Later `kiln.*`
+    /// parameters override earlier ones.
     pub extra_kernel_args: Vec<String>,
 }
 
 impl QemuConfig {
-    /// The standard layout of a Kiln data directory (`$KILN_HOME`, by default
-    /// `~/.local/share/kiln`): the newest `kernels/minimal-*/vmlinux`,
-    /// `initramfs/minimal.cpio`, state below `qemu-vms/`. Nothing is checked
-    /// here; [`QemuProvider::new`](super::QemuProvider::new) does that.
-    pub fn from_data_dir(data_dir: &Path) -> QemuConfig {
-        let kernels = data_dir.join("kernels");
-        let kernel = newest_kernel(&kernels, "minimal-")
-            .unwrap_or_else(|| kernels.join("minimal-<version>").join("vmlinux"));
+    /// Defaults around the given `minimal` image and state directory.
+    pub fn new(minimal: GuestImage, state_dir: PathBuf) -> QemuConfig {
         QemuConfig {
             qemu_binary: PathBuf::from("qemu-system-x86_64"),
-            kernel,
-            kernel_kind: KernelKind::Minimal,
-            initramfs: data_dir.join("initramfs").join("minimal.cpio"),
-            rootfs_image: None,
+            minimal,
+            debian: None,
             qemu_img_binary: PathBuf::from("qemu-img"),
             passt_binary: PathBuf::from("passt"),
             accel: AccelMode::Auto,
-            state_dir: data_dir.join("qemu-vms"),
+            state_dir,
             boot_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
             console_log_cap_bytes: 1024 * 1024,
@@ -102,6 +106,22 @@ impl QemuConfig {
         }
     }
 
+    /// The images `kiln image build` made in a Kiln data directory
+    /// (`$KILN_HOME`, by default `~/.local/share/kiln`), state below
+    /// `<data_dir>/qemu-vms/`. The `minimal` image is required; `debian` is
+    /// used if built.
+    pub fn from_data_dir(data_dir: &Path) -> Result<QemuConfig, SetupError> {
+        let no_image = |source| SetupError::NoImage {
+            dir: data_dir.join("images"),
+            source,
+        };
+        let store = ImageStore::open(data_dir).map_err(no_image)?;
+        let minimal = store.resolve(Flavour::Minimal).map_err(no_image)?;
+        let mut config = QemuConfig::new(minimal.into(), data_dir.join("qemu-vms"));
+        config.debian = store.resolve(Flavour::Debian).ok().map(GuestImage::from);
+        Ok(config)
+    }
+
     /// `$KILN_HOME`, else `~/.local/share/kiln` (the CLI's rule).
     pub fn default_data_dir() -> Option<PathBuf> {
         if let Some(home) = std::env::var_os("KILN_HOME") {
@@ -110,14 +130,14 @@ impl QemuConfig {
         std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share/kiln"))
     }
 
-    /// Checks that QEMU and the images exist; returns the resolved QEMU path.
+    /// Checks that QEMU and the images exist; resolves the tools.
     pub(crate) fn check(&self) -> Result<Checked, SetupError> {
         let qemu = which(&self.qemu_binary).ok_or_else(|| SetupError::MissingTool {
             tool: "qemu",
             name: self.qemu_binary.display().to_string(),
             fix: "run ./scripts/setup.sh (installs qemu-system-x86)",
         })?;
-        let image = |what, path: &Path| {
+        let file = |what, path: &Path| {
             if path.is_file() {
                 Ok(())
             } else {
@@ -127,20 +147,25 @@ impl QemuConfig {
                 })
             }
         };
-        image("kernel", &self.kernel)?;
-        image("initramfs", &self.initramfs)?;
-        let qemu_img = match &self.rootfs_image {
-            Some(rootfs) => {
-                image("rootfs image", rootfs)?;
-                Some(
-                    which(&self.qemu_img_binary).ok_or_else(|| SetupError::MissingTool {
-                        tool: "qemu-img",
-                        name: self.qemu_img_binary.display().to_string(),
-                        fix: "run ./scripts/setup.sh (installs qemu-utils)",
-                    })?,
-                )
+        let mut needs_qemu_img = false;
+        for image in std::iter::once(&self.minimal).chain(&self.debian) {
+            file("kernel", &image.kernel)?;
+            file("initramfs", &image.initramfs)?;
+            if let Some(rootfs) = &image.rootfs {
+                file("root disk", rootfs)?;
+                needs_qemu_img = true;
             }
-            None => None,
+        }
+        let qemu_img = if needs_qemu_img {
+            Some(
+                which(&self.qemu_img_binary).ok_or_else(|| SetupError::MissingTool {
+                    tool: "qemu-img",
+                    name: self.qemu_img_binary.display().to_string(),
+                    fix: "run ./scripts/setup.sh (installs qemu-utils)",
+                })?,
+            )
+        } else {
+            None
         };
         Ok(Checked {
             qemu,
@@ -157,20 +182,6 @@ pub(crate) struct Checked {
     pub qemu_img: Option<PathBuf>,
     /// `None`: NAT allocations fail with an error naming the fix.
     pub passt: Option<PathBuf>,
-}
-
-/// The most recently built `<prefix>*/vmlinux` below `dir`: rebuilding the
-/// kernel with another config fragment adds a directory, and the newest is
-/// the one meant.
-fn newest_kernel(dir: &Path, prefix: &str) -> Option<PathBuf> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        .map(|e| e.path().join("vmlinux"))
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
-        .max()
-        .map(|(_, p)| p)
 }
 
 /// `name` itself if it contains a `/`, else the first executable in `PATH`.
@@ -194,35 +205,43 @@ mod tests {
     use super::*;
     use crate::qemu::error::IMAGE_FIX;
 
+    fn image(dir: &Path) -> GuestImage {
+        GuestImage {
+            kernel: dir.join("vmlinux"),
+            kernel_kind: KernelKind::Minimal,
+            initramfs: dir.join("initramfs.cpio"),
+            rootfs: None,
+        }
+    }
+
     #[test]
-    fn missing_images_name_the_fix() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let mut config = QemuConfig::from_data_dir(tmp.path());
-        // Any executable stands in for QEMU: the images are what is missing.
-        config.qemu_binary = PathBuf::from("sh");
-        let err = config.check().expect_err("no kernel");
+    fn missing_pieces_name_the_fix() -> std::io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let err = QemuConfig::from_data_dir(tmp.path()).expect_err("no images");
         let shown = err.to_string();
+        assert!(shown.contains("images"), "{shown}");
+        assert!(shown.ends_with(IMAGE_FIX), "{shown}");
+
+        let mut config = QemuConfig::new(image(tmp.path()), tmp.path().join("vms"));
+        // Any executable stands in for QEMU: the image is what is missing.
+        config.qemu_binary = PathBuf::from("sh");
+        let shown = config.check().expect_err("no kernel").to_string();
         assert!(shown.starts_with("guest kernel not found at "), "{shown}");
         assert!(shown.ends_with(IMAGE_FIX), "{shown}");
+
+        std::fs::write(tmp.path().join("vmlinux"), b"")?;
+        std::fs::write(tmp.path().join("initramfs.cpio"), b"")?;
+        assert!(config.check().is_ok());
+        config.debian = Some(GuestImage {
+            rootfs: Some(tmp.path().join("rootfs.raw")),
+            ..image(tmp.path())
+        });
+        let shown = config.check().expect_err("no disk").to_string();
+        assert!(shown.starts_with("guest root disk not found"), "{shown}");
 
         config.qemu_binary = PathBuf::from("kiln-no-such-qemu");
         let shown = config.check().expect_err("no qemu").to_string();
         assert!(shown.contains("scripts/setup.sh"), "{shown}");
-    }
-
-    #[test]
-    fn the_newest_kernel_wins() -> std::io::Result<()> {
-        let tmp = tempfile::tempdir()?;
-        for name in ["minimal-a", "minimal-b", "stock-c"] {
-            std::fs::create_dir(tmp.path().join(name))?;
-            std::fs::write(tmp.path().join(name).join("vmlinux"), b"")?;
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert_eq!(
-            newest_kernel(tmp.path(), "minimal-"),
-            Some(tmp.path().join("minimal-b/vmlinux"))
-        );
-        assert_eq!(newest_kernel(&tmp.path().join("none"), "minimal-"), None);
         Ok(())
     }
 }

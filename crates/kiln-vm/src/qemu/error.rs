@@ -21,7 +21,14 @@ pub enum SetupError {
         name: String,
         fix: &'static str,
     },
-    /// The kernel, initramfs or rootfs image is not where the config says.
+    /// `kiln image build` has not produced a usable image yet.
+    #[error("no usable guest image in {}: {IMAGE_FIX}", dir.display())]
+    NoImage {
+        dir: PathBuf,
+        #[source]
+        source: kiln_image::ImageError,
+    },
+    /// The kernel, initramfs or root disk is not where the config says.
     #[error("guest {what} not found at {}: {IMAGE_FIX}", path.display())]
     MissingImage { what: &'static str, path: PathBuf },
     /// `accel: kvm` was forced but this host cannot run KVM guests.

@@ -45,7 +45,7 @@ use kiln_protocol::{AgentClient, ClientConfig};
 use tokio::process::Command;
 
 pub use accel::{Accel, AccelDecision};
-pub use config::{AccelMode, KernelKind, QemuConfig};
+pub use config::{AccelMode, GuestImage, KernelKind, QemuConfig};
 pub use error::SetupError;
 pub use vm::QemuVm;
 
@@ -59,9 +59,10 @@ use crate::{Allocated, ExecRequest, GuestLayout, Network, VmError, VmId, VmProvi
 
 const BACKEND: &str = "qemu";
 
-/// The image flavour served from the initramfs alone.
+/// `VmSpec::image` of [`QemuConfig::minimal`]: the initramfs is the root.
 pub const FLAVOUR_MINIMAL: &str = "minimal";
-/// The image flavour with a Debian root disk (`rootfs_image`) as overlay.
+/// `VmSpec::image` of [`QemuConfig::debian`]: a Debian root disk, written
+/// through a per-VM overlay.
 pub const FLAVOUR_DEBIAN: &str = "debian";
 
 /// Hands out fresh QEMU microVMs.
@@ -114,7 +115,7 @@ impl QemuProvider {
 
     /// [`new`](Self::new) with [`QemuConfig::from_data_dir`].
     pub fn from_data_dir(data_dir: &std::path::Path) -> Result<QemuProvider, SetupError> {
-        QemuProvider::new(QemuConfig::from_data_dir(data_dir))
+        QemuProvider::new(QemuConfig::from_data_dir(data_dir)?)
     }
 
     /// The accelerator in use and why, for the CLI to print once.
@@ -129,7 +130,7 @@ impl QemuProvider {
     /// Like [`VmProvider::allocate`], but typed: for callers (tests,
     /// benchmarks) that want the host-side view of the VM.
     pub async fn allocate_vm(&self, spec: &VmSpec) -> Result<QemuVm, VmError> {
-        check_spec(spec, self.config.rootfs_image.is_some())?;
+        let image = image_for(&self.config, spec)?;
         let id = VmId::generate(BACKEND);
         let base = self.config.state_dir.clone();
         let id2 = id.clone();
@@ -138,7 +139,7 @@ impl QemuProvider {
             .map_err(|e| allocation(&id, "cannot create its state directory", Some(e)))?;
         let mut machine = Machine::new(id.clone(), dir);
         let boot_started = Instant::now();
-        let client = self.boot(&mut machine, spec).await?;
+        let client = self.boot(&mut machine, spec, image).await?;
         tracing::debug!(vm = %id, took = ?boot_started.elapsed(), "qemu vm ready");
         let vm = QemuVm {
             machine,
@@ -153,12 +154,16 @@ impl QemuProvider {
     /// Starts passt and QEMU for `machine` and connects to its agent. On
     /// error, `machine` still owns whatever was started (its Drop cleans
     /// up).
-    async fn boot(&self, machine: &mut Machine, spec: &VmSpec) -> Result<AgentClient, VmError> {
+    async fn boot(
+        &self,
+        machine: &mut Machine,
+        spec: &VmSpec,
+        image: &GuestImage,
+    ) -> Result<AgentClient, VmError> {
         let id = machine.id.clone();
-        let disk = if spec.image == FLAVOUR_DEBIAN {
-            Some(self.create_overlay(machine, spec).await?)
-        } else {
-            None
+        let disk = match &image.rootfs {
+            Some(base) => Some(self.create_overlay(machine, spec, base).await?),
+            None => None,
         };
         let passt_socket = match spec.network {
             Network::None => None,
@@ -183,15 +188,23 @@ impl QemuProvider {
         let token = agent::new_token()
             .map_err(|e| allocation(&id, "cannot read /dev/urandom for its token", Some(e)))?;
         let (pidfile, agent_socket) = (machine.dir.qemu_pid(), machine.dir.agent_socket());
-        let mut init_args = vec![format!("kiln.token={token}")];
+        let mut init_args = vec![
+            format!("kiln.token={token}"),
+            // Explicit either way, whatever default the initramfs was built
+            // with: the overlay is the first virtio disk, `/dev/vda`.
+            format!(
+                "kiln.root={}",
+                if disk.is_some() { "/dev/vda" } else { "none" }
+            ),
+        ];
         init_args.extend(self.config.extra_kernel_args.iter().cloned());
         let plan = LaunchPlan {
             accel: self.accel.accel,
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
-            kernel: &self.config.kernel,
-            kernel_kind: self.config.kernel_kind,
-            initramfs: &self.config.initramfs,
+            kernel: &image.kernel,
+            kernel_kind: image.kernel_kind,
+            initramfs: &image.initramfs,
             tsc_khz: self.tsc_khz,
             name: id.as_str(),
             pidfile: Some(&pidfile),
@@ -265,14 +278,11 @@ impl QemuProvider {
         &self,
         machine: &Machine,
         spec: &VmSpec,
+        base: &std::path::Path,
     ) -> Result<std::path::PathBuf, VmError> {
         let id = &machine.id;
-        let (Some(base), Some(qemu_img)) = (&self.config.rootfs_image, &self.tools.qemu_img) else {
-            return Err(allocation(
-                id,
-                "the debian flavour needs rootfs_image",
-                None,
-            ));
+        let Some(qemu_img) = &self.tools.qemu_img else {
+            return Err(allocation(id, "qemu-img was not found at setup", None));
         };
         let base = base
             .canonicalize()
@@ -312,7 +322,8 @@ fn allocation(id: &VmId, why: &str, source: Option<std::io::Error>) -> VmError {
     }
 }
 
-fn check_spec(spec: &VmSpec, has_rootfs: bool) -> Result<(), VmError> {
+/// The image of `spec`'s flavour, after checking its size.
+fn image_for<'c>(config: &'c QemuConfig, spec: &VmSpec) -> Result<&'c GuestImage, VmError> {
     let invalid = |reason: String| VmError::Allocation {
         reason,
         source: None,
@@ -327,11 +338,13 @@ fn check_spec(spec: &VmSpec, has_rootfs: bool) -> Result<(), VmError> {
         )));
     }
     match spec.image.as_str() {
-        FLAVOUR_MINIMAL => Ok(()),
-        FLAVOUR_DEBIAN if has_rootfs => Ok(()),
-        FLAVOUR_DEBIAN => Err(invalid(
-            "image flavour `debian` needs a rootfs image (rootfs_image in the qemu config)".into(),
-        )),
+        FLAVOUR_MINIMAL => Ok(&config.minimal),
+        FLAVOUR_DEBIAN => config.debian.as_ref().ok_or_else(|| {
+            invalid(format!(
+                "no debian image: run `{}`",
+                kiln_image::Flavour::Debian.build_command()
+            ))
+        }),
         other => Err(invalid(format!(
             "unknown image flavour `{other}` (known: {FLAVOUR_MINIMAL}, {FLAVOUR_DEBIAN})"
         ))),
@@ -367,7 +380,7 @@ impl VmProvider for QemuProvider {
 
     async fn allocate(&self, spec: &VmSpec) -> Result<Allocated, VmError> {
         let started = Instant::now();
-        let vm = self.allocate_vm(spec).await?;
+        let vm = self.allocate_vm(spec).await.inspect_err(|e| eprintln!("DEBUG-ALLOC: {e} // {:?}", std::error::Error::source(e)))?;
         Ok(Allocated {
             vm: Box::new(vm),
             elapsed: started.elapsed(),
@@ -394,29 +407,42 @@ mod tests {
 
     #[test]
     fn specs_are_checked_before_anything_starts() {
+        let image = GuestImage {
+            kernel: "/k".into(),
+            kernel_kind: KernelKind::Minimal,
+            initramfs: "/i".into(),
+            rootfs: None,
+        };
+        let mut config = QemuConfig::new(image.clone(), "/s".into());
         let ok = VmSpec::default();
-        assert!(check_spec(&ok, false).is_ok());
+        assert_eq!(image_for(&config, &ok).ok(), Some(&image));
         let zero = VmSpec {
             vcpus: 0,
             ..VmSpec::default()
         };
-        assert!(check_spec(&zero, false).is_err());
+        assert!(image_for(&config, &zero).is_err());
         let tiny = VmSpec {
             memory_mib: 64,
             ..VmSpec::default()
         };
-        assert!(check_spec(&tiny, false).is_err());
+        assert!(image_for(&config, &tiny).is_err());
         let debian = VmSpec {
             image: FLAVOUR_DEBIAN.into(),
             ..VmSpec::default()
         };
-        let err = check_spec(&debian, false).expect_err("no rootfs");
-        assert!(err.to_string().contains("rootfs_image"), "{err}");
-        assert!(check_spec(&debian, true).is_ok());
+        let err = image_for(&config, &debian).expect_err("no debian image");
+        assert!(
+            err.to_string()
+                .contains("kiln image build --flavour debian"),
+            "{err}"
+        );
+        config.debian = Some(image.clone());
+        assert!(image_for(&config, &debian).is_ok());
         let odd = VmSpec {
             image: "windows".into(),
             ..VmSpec::default()
         };
-        assert!(check_spec(&odd, true).is_err());
+        let err = image_for(&config, &odd).expect_err("unknown");
+        assert!(err.to_string().contains("unknown image flavour"), "{err}");
     }
 }

@@ -2,5 +2,8 @@
 
 pub mod expr;
 pub mod image;
+pub mod logs;
 pub mod run;
+pub mod runs;
+pub mod serve;
 pub mod validate;

@@ -1,0 +1,308 @@
+//! `kiln serve`, `kiln runs` and `kiln logs` as a user runs them: the real
+//! binary on 127.0.0.1 with the local backend, signed deliveries over HTTP,
+//! SIGTERM and SIGKILL.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const SECRET: &str = "cli-test-secret";
+const ZERO: &str = "0000000000000000000000000000000000000000";
+
+fn kiln() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    for var in [
+        "KILN_DATA_DIR",
+        "KILN_CONFIG",
+        "KILN_WEBHOOK_SECRET",
+        "KILN_BACKEND",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A bare origin with one commit holding `workflow` on main.
+fn origin(dir: &Path, workflow: &str) -> (PathBuf, String) {
+    let work = dir.join("work");
+    let bare = dir.join("origin.git");
+    git(dir, &["init", "-q", "-b", "main", "work"]);
+    std::fs::create_dir_all(work.join(".github/workflows")).expect("mkdir");
+    std::fs::write(work.join(".github/workflows/ci.yml"), workflow).expect("write");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "ci"]);
+    git(dir, &["clone", "-q", "--bare", "work", "origin.git"]);
+    let sha = git(&work, &["rev-parse", "HEAD"]);
+    (bare, sha)
+}
+
+fn push_payload(bare: &Path, sha: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "ref": "refs/heads/main", "before": ZERO, "after": sha,
+        "commits": [{"id": sha, "added": [".github/workflows/ci.yml"], "modified": [], "removed": []}],
+        "repository": {"full_name": "octo/app", "clone_url": format!("file://{}", bare.display())},
+        "sender": {"login": "dev"},
+    }))
+    .expect("json")
+}
+
+/// A minimal HTTP/1.1 POST over loopback; returns the status code.
+fn post(addr: &str, event: &str, delivery: &str, body: &[u8]) -> u16 {
+    let sig = kiln_server::signature::sign(SECRET.as_bytes(), body);
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         X-GitHub-Event: {event}\r\nX-GitHub-Delivery: {delivery}\r\n\
+         X-Hub-Signature-256: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write");
+    stream.write_all(body).expect("write body");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `kiln serve` in the background; returns it and its address.
+fn serve(data: &Path) -> (Child, String) {
+    let mut child = kiln()
+        .args([
+            "serve",
+            "--backend",
+            "local",
+            "--report",
+            "none",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("KILN_WEBHOOK_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kiln serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("kiln serve exited before listening")
+            .expect("read stderr");
+        if let Some(url) = line.strip_prefix("kiln serve: listening on http://") {
+            break url.trim().to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn runs_json(data: &Path) -> Vec<Value> {
+    let out = kiln()
+        .args(["runs", "--json", "--data-dir"])
+        .arg(data)
+        .output()
+        .expect("kiln runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("runs json")
+}
+
+fn wait_for(what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pred() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, sig).expect("signal");
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_webhook_secret() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = kiln()
+        .args([
+            "serve",
+            "--backend",
+            "local",
+            "--report",
+            "none",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no webhook secret"), "{}", text(&out));
+}
+
+#[test]
+fn serve_rejects_unknown_configuration_keys() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = data.path().join("kiln.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nmax_sesions = 3\n").expect("write");
+    let out = kiln()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("unknown field `max_sesions`"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn serve_runs_a_push_then_runs_and_logs_read_the_store() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wf = "name: CI\non: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: echo hello-from-kiln-serve\n";
+    let (bare, sha) = origin(tmp.path(), wf);
+    let data = tmp.path().join("data");
+    let (mut child, addr) = serve(&data);
+    assert_eq!(post(&addr, "push", "d-1", &push_payload(&bare, &sha)), 202);
+    assert_eq!(
+        post(&addr, "push", "d-1", &push_payload(&bare, &sha)),
+        200,
+        "duplicate"
+    );
+    wait_for("the run to complete", || {
+        runs_json(&data)
+            .first()
+            .is_some_and(|r| r["state"] == "completed")
+    });
+    let runs = runs_json(&data);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["conclusion"], "success");
+    let id = runs[0]["id"].as_i64().expect("id");
+
+    let table = kiln()
+        .args(["runs", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("runs");
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    let mut lines = table.lines();
+    assert!(
+        lines.next().is_some_and(|h| h.starts_with("ID  STATUS")),
+        "{table}"
+    );
+    let row = lines.next().expect("a row");
+    for cell in [
+        &id.to_string(),
+        "success",
+        "octo/app",
+        "CI",
+        "push",
+        "main",
+        &sha[..7],
+    ] {
+        assert!(row.contains(cell), "{cell} missing in {row:?}");
+    }
+
+    let logs = kiln()
+        .args(["logs", &id.to_string(), "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("logs");
+    assert!(logs.status.success(), "{}", text(&logs));
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("hello-from-kiln-serve"),
+        "{}",
+        text(&logs)
+    );
+    let missing = kiln()
+        .args(["logs", "999", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("logs");
+    assert_eq!(missing.status.code(), Some(2));
+
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_killed_server_restarts_fails_the_interrupted_run_and_reaps_its_vm() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pid_file = tmp.path().join("step.pid");
+    let wf = format!(
+        "name: CI\non: push\njobs:\n  build:\n    runs-on: x\n    steps:\n      - run: echo $$ > {}; sleep 30\n",
+        pid_file.display()
+    );
+    let (bare, sha) = origin(tmp.path(), &wf);
+    let data = tmp.path().join("data");
+    let (mut child, addr) = serve(&data);
+    assert_eq!(post(&addr, "push", "slow", &push_payload(&bare, &sha)), 202);
+    wait_for("the step to start", || {
+        pid_file.is_file()
+            && runs_json(&data)
+                .first()
+                .is_some_and(|r| r["state"] == "in_progress")
+    });
+    signal(&child, nix::sys::signal::Signal::SIGKILL);
+    child.wait().expect("wait");
+    let vms = data.join("vms");
+    let left = || std::fs::read_dir(&vms).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left(), 1, "the killed server left its VM directory");
+
+    let (mut child, _addr) = serve(&data);
+    let runs = runs_json(&data);
+    assert_eq!(runs[0]["conclusion"], "failure", "{runs:?}");
+    assert_eq!(runs[0]["reason"], "runner restarted");
+    assert_eq!(left(), 0, "the orphaned VM was reaped at start");
+
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    // The step's process outlived its killed server; end it.
+    if let Some(pid) = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
