@@ -27,8 +27,8 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo"
 fi
 
-# Booting: QEMU microvm, qemu-img.
-boot_pkgs=(qemu-system-x86)
+# Booting: QEMU microvm, qemu-img; passt is the guests' user-mode NAT.
+boot_pkgs=(qemu-system-x86 passt)
 # Initramfs / images: static busybox and bash, archivers, ext4 images,
 # kmod for depmod/modinfo on the stock kernel's modules.
 image_pkgs=(busybox-static bash-static cpio gzip xz-utils zstd e2fsprogs kmod)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use kiln_protocol::{
-    FrameCodec, KillGrace, MessageCodec, PROTOCOL_VERSION, ProtocolError, Reply, Request,
+    FrameCodec, Hello, KillGrace, MessageCodec, PROTOCOL_VERSION, ProtocolError, Reply, Request,
     RequestId, decode_message, peek_protocol_version,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -57,7 +57,11 @@ where
     let writer = tokio::spawn(write_replies(write, reply_rx));
 
     let outcome = match handshake(&mut frames, &replies, config).await {
-        Some(grace) => Connection::new(replies, grace).run(&mut frames).await,
+        Some(grace) => {
+            Connection::new(replies, grace, config)
+                .run(&mut frames)
+                .await
+        }
         None => {
             drop(replies);
             ServeOutcome::Closed
@@ -87,28 +91,13 @@ where
             return None;
         }
     };
-    let reject = |message: String| Reply::HelloRejected {
-        protocol_version: PROTOCOL_VERSION,
-        message,
-    };
     let reply = match decode_message::<Request>(&payload) {
-        Ok(Request::Hello(hello)) if hello.protocol_version != PROTOCOL_VERSION => reject(format!(
-            "host speaks protocol version {}, agent speaks {PROTOCOL_VERSION}",
-            hello.protocol_version
-        )),
-        Ok(Request::Hello(hello)) => match &config.token {
-            Some(token) if !same_secret(token, &hello.token) => reject("invalid token".into()),
-            _ => {
-                send(
-                    replies,
-                    Reply::HelloOk {
-                        protocol_version: PROTOCOL_VERSION,
-                        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-                    },
-                )
-                .await;
+        Ok(Request::Hello(hello)) => match check_hello(&hello, config) {
+            Ok(ok) => {
+                send(replies, ok).await;
                 return Some(hello.kill_grace);
             }
+            Err(rejected) => rejected,
         },
         Ok(other) => Reply::ProtocolError {
             message: format!("expected hello first, got {other:?}"),
@@ -127,6 +116,30 @@ where
     None
 }
 
+fn reject(message: String) -> Reply {
+    Reply::HelloRejected {
+        protocol_version: PROTOCOL_VERSION,
+        message,
+    }
+}
+
+/// `HelloOk`, or the rejection to send before hanging up.
+fn check_hello(hello: &Hello, config: &AgentConfig) -> Result<Reply, Reply> {
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(reject(format!(
+            "host speaks protocol version {}, agent speaks {PROTOCOL_VERSION}",
+            hello.protocol_version
+        )));
+    }
+    match &config.token {
+        Some(token) if !same_secret(token, &hello.token) => Err(reject("invalid token".into())),
+        _ => Ok(Reply::HelloOk {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }),
+    }
+}
+
 /// Compares without stopping at the first difference, so response timing
 /// does not reveal how much of a guessed token was right.
 fn same_secret(expected: &str, given: &str) -> bool {
@@ -142,6 +155,8 @@ fn same_secret(expected: &str, given: &str) -> bool {
 struct Connection {
     replies: mpsc::Sender<Reply>,
     grace: KillGrace,
+    /// For hellos after the first (see `handle`).
+    config: AgentConfig,
     execs: HashMap<RequestId, ExecControl>,
     uploads: HashMap<RequestId, Upload>,
     finished_tx: mpsc::UnboundedSender<RequestId>,
@@ -149,11 +164,12 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(replies: mpsc::Sender<Reply>, grace: KillGrace) -> Connection {
+    fn new(replies: mpsc::Sender<Reply>, grace: KillGrace, config: &AgentConfig) -> Connection {
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         Connection {
             replies,
             grace,
+            config: config.clone(),
             execs: HashMap::new(),
             uploads: HashMap::new(),
             finished_tx,
@@ -208,10 +224,21 @@ impl Connection {
             return None;
         }
         match req {
-            Request::Hello(_) => {
-                let message = "hello may be sent only once".to_owned();
-                send(&self.replies, Reply::ProtocolError { message }).await;
-            }
+            // A virtio port does not reliably show a host that reconnected
+            // as EOF (the guest may never see the gap), so a hello here is a
+            // new host: what the old one started can no longer be answered.
+            // Start over as after a first hello.
+            Request::Hello(hello) => match check_hello(&hello, &self.config) {
+                Ok(ok) => {
+                    self.stop_all().await;
+                    self.grace = hello.kill_grace;
+                    send(&self.replies, ok).await;
+                }
+                Err(rejected) => {
+                    send(&self.replies, rejected).await;
+                    return Some(ServeOutcome::Closed);
+                }
+            },
             Request::Exec { id, req } => {
                 let control = exec::spawn(
                     id,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
+use tokio::time::Sleep;
 
 use crate::AgentError;
 
@@ -82,11 +83,24 @@ pub async fn wait_for_virtio_port(
 /// and no new edge comes while the host waits for an answer: the agent
 /// stalled mid-frame. Here readiness is only cleared by an actual
 /// `WouldBlock` (`try_read`/`try_write`).
+///
+/// A port also reports HUP while the guest believes no host is attached,
+/// which tokio records as a final "closed" state: readiness then stays set
+/// although reads and writes would block, and a plain retry loop spins
+/// forever (seen when the guest missed the host's connect at boot, and on
+/// every host reconnect). Unlike a socket, a port comes back from HUP, so
+/// such I/O is retried every [`HUP_RETRY`] instead.
 #[derive(Debug)]
 pub struct DeviceStream {
     reader: pipe::Receiver,
     writer: pipe::Sender,
+    read_retry: Option<Pin<Box<Sleep>>>,
+    write_retry: Option<Pin<Box<Sleep>>>,
 }
+
+/// The retry period of I/O on a port whose readiness is stuck (see
+/// [`DeviceStream`]).
+const HUP_RETRY: Duration = Duration::from_millis(20);
 
 /// Opens `path` read-write, non-blocking. Must run inside a tokio runtime.
 pub fn open_device(path: &Path) -> io::Result<DeviceStream> {
@@ -107,23 +121,35 @@ pub fn device_stream(file: File) -> io::Result<DeviceStream> {
     Ok(DeviceStream {
         reader: pipe::Receiver::from_file_unchecked(file)?,
         writer: pipe::Sender::from_file_unchecked(writer)?,
+        read_retry: None,
+        write_retry: None,
     })
 }
 
 impl AsyncRead for DeviceStream {
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
             match self.reader.try_read(buf.initialize_unfilled()) {
                 Ok(n) => {
+                    self.read_retry = None;
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.reader.poll_read_ready(cx))?;
+                    let this = &mut *self;
+                    if let Some(sleep) = this.read_retry.as_mut() {
+                        ready!(sleep.as_mut().poll(cx));
+                        this.read_retry = None;
+                        continue;
+                    }
+                    ready!(this.reader.poll_read_ready(cx))?;
+                    // Ready although the read would block: stuck (see the
+                    // type's docs).
+                    this.read_retry = Some(Box::pin(tokio::time::sleep(HUP_RETRY)));
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -133,14 +159,21 @@ impl AsyncRead for DeviceStream {
 
 impl AsyncWrite for DeviceStream {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         loop {
             match self.writer.try_write(data) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.writer.poll_write_ready(cx))?;
+                    let this = &mut *self;
+                    if let Some(sleep) = this.write_retry.as_mut() {
+                        ready!(sleep.as_mut().poll(cx));
+                        this.write_retry = None;
+                        continue;
+                    }
+                    ready!(this.writer.poll_write_ready(cx))?;
+                    this.write_retry = Some(Box::pin(tokio::time::sleep(HUP_RETRY)));
                 }
                 result => return Poll::Ready(result),
             }

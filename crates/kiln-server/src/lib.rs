@@ -121,13 +121,14 @@ pub fn provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError
 /// (image from `config.vm.image`, state under `config.data_dir`, sizes from
 /// `config.vm`), and let `reap_orphans` clean up its state directory.
 pub fn qemu_provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError> {
-    let _ = config;
-    Err(ServeError::Backend {
-        backend: "qemu",
-        message: "the qemu backend is not wired into `kiln serve` yet; use --backend local \
-                  (host processes, no isolation) until it is"
-            .to_owned(),
-    })
+    let provider = kiln_vm::qemu::QemuProvider::from_data_dir(&config.data_dir).map_err(|e| {
+        ServeError::Backend {
+            backend: "qemu",
+            message: e.to_string(),
+        }
+    })?;
+    tracing::info!(accel = %provider.accel(), "qemu backend ready");
+    Ok(Arc::new(provider))
 }
 
 /// The GitHub client of `config`, if reporting is on.

@@ -83,6 +83,9 @@ pub struct RunArgs {
     /// Where steps run.
     #[arg(long, value_enum, default_value = "qemu", env = "KILN_BACKEND")]
     pub backend: Backend,
+    /// The guest image flavour (`minimal` or `debian`; see `kiln image list`).
+    #[arg(long, default_value = "minimal")]
+    pub image: String,
     /// One VM per run (default) or per job.
     #[arg(long, value_enum, default_value = "run")]
     pub vm_scope: VmScopeArg,

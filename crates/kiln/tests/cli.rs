@@ -159,7 +159,9 @@ fn run_rejects_a_malformed_pair() {
 }
 
 #[test]
-fn run_with_qemu_backend_is_not_available_yet() {
+/// With no guest image in KILN_HOME, the qemu backend fails before running
+/// anything and says how to build one.
+fn run_with_qemu_backend_and_no_image_names_the_fix() {
     let repo = Repo::with_examples();
     let workflow = repo.root().join("examples/hello.yml");
     let out = repo.kiln(&[
@@ -172,7 +174,7 @@ fn run_with_qemu_backend_is_not_available_yet() {
     assert_eq!(text(&out.stdout), "");
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("qemu backend is not available") && stderr.contains("--backend local"),
+        stderr.contains("no usable guest image") && stderr.contains("kiln image build"),
         "{stderr}"
     );
 }

@@ -281,3 +281,44 @@ async fn shutdown_stops_commands_and_ends_the_session() {
     assert!(wait_gone(pid).await, "{pid} survived the shutdown");
     assert_eq!(finished(agent.served).await, ServeOutcome::Shutdown);
 }
+
+/// Over virtio-serial a host that reconnects may not show up as EOF: its
+/// new hello arrives on what the agent sees as the old stream. That hello
+/// starts over (old commands killed, a fresh `HelloOk`); a bad one still
+/// ends the connection.
+#[tokio::test]
+async fn a_second_hello_starts_over() {
+    let (host, served) = spawn_agent();
+    let mut host: Host = Framed::new(host, MessageCodec::new());
+    host.send(hello(PROTOCOL_VERSION, TOKEN))
+        .await
+        .expect("hello");
+    assert!(matches!(host.next().await, Some(Ok(Reply::HelloOk { .. }))));
+    host.send(Request::Exec {
+        id: 1,
+        req: sh("sleep 1000"),
+    })
+    .await
+    .expect("exec");
+    host.send(hello(PROTOCOL_VERSION, TOKEN))
+        .await
+        .expect("hello again");
+    loop {
+        match host.next().await {
+            Some(Ok(Reply::Exited { id: 1, info })) => assert_eq!(info.signal, Some(9)),
+            Some(Ok(Reply::HelloOk { .. })) => break,
+            other => panic!("expected a fresh HelloOk, got {other:?}"),
+        }
+    }
+    // Ids of the old session are free again.
+    host.send(Request::Ping { id: 1 }).await.expect("ping");
+    assert!(matches!(host.next().await, Some(Ok(Reply::Pong { id: 1 }))));
+    host.send(hello(PROTOCOL_VERSION, "guess"))
+        .await
+        .expect("bad hello");
+    assert!(matches!(
+        host.next().await,
+        Some(Ok(Reply::HelloRejected { .. }))
+    ));
+    assert_eq!(finished(served).await, ServeOutcome::Closed);
+}

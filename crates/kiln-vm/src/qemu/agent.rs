@@ -2,13 +2,27 @@
 //!
 //! QEMU listens on the agent socket (`server=on,wait=off`) from its start,
 //! long before the guest's agent runs. The host connects at once and sends
-//! `hello` on that connection: QEMU holds the bytes until the guest opens the
-//! port (virtio-serial delivers nothing to a closed multiport port), so the
-//! hello is answered as soon as the agent is up. If the connection breaks
-//! (the agent hung up) or stays silent for a whole attempt, the host
-//! reconnects and sends a fresh hello; attempts grow longer so a slow boot
-//! on a loaded host is not cut short again and again. Everything is bounded
+//! `hello`; QEMU holds the bytes until the guest opens the port, so normally
+//! the hello is answered as soon as the agent is up, however slow the boot.
+//!
+//! Not always: now and then (about 1 boot in 10 with 5 TCG guests on 2
+//! cores, also with `wait=on`) the guest misses QEMU's "host connected"
+//! notice. The agent then reads the hello but cannot answer, until the host
+//! reconnects, which makes QEMU tell the guest again. So a hello without an
+//! answer is re-sent on a *fresh* connection. When to give up on an attempt
+//! comes from the console: /init's last line ([`INIT_PREFIX`]) comes just
+//! before the agent starts, so an attempt waits [`AFTER_INIT`] past it
+//! (doubling with each retry). A reconnect while the guest still boots
+//! would only cost time. Without any /init line (another image) an attempt
+//! lasts [`WITHOUT_INIT`].
+//!
+//! A retry may reach an agent that did get the earlier hello: it starts its
+//! session over (kiln-agent treats a second hello so), and the handshake
+//! counts only once a ping sent after `HelloOk` came back, so a late answer
+//! to an earlier attempt is never taken for this one. Everything is bounded
 //! by the boot deadline, and QEMU exiting ends the wait at once.
+//!
+//! [`INIT_PREFIX`]: super::console::INIT_PREFIX
 
 use std::path::Path;
 use std::process::ExitStatus;
@@ -18,12 +32,16 @@ use kiln_protocol::{AgentClient, AgentInfo, ClientConfig, ClientError};
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
+use super::console::InitProgress;
 use super::process::Process;
 
-/// The first attempt's length; each next attempt is twice as long.
-const FIRST_ATTEMPT: Duration = Duration::from_secs(5);
 /// Pause before reconnecting after a refused connect or a hang-up.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// How long past /init's last line the first hello may go unanswered; each
+/// retry waits twice as long.
+const AFTER_INIT: Duration = Duration::from_secs(2);
+/// An attempt's length while no /init line was seen.
+const WITHOUT_INIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub(crate) enum BootError {
@@ -31,7 +49,7 @@ pub(crate) enum BootError {
     QemuExited(ExitStatus),
     /// No answer by the deadline; `last` says what the last attempt saw.
     Timeout { after: Duration, last: String },
-    /// The agent answered, but refused us (token, protocol version).
+    /// The agent refused us (token, protocol version) or broke the protocol.
     Agent(ClientError),
 }
 
@@ -45,7 +63,7 @@ impl std::fmt::Display for BootError {
                     "the guest agent did not answer within {after:?} ({last})"
                 )
             }
-            BootError::Agent(e) => write!(f, "the guest agent refused the connection: {e}"),
+            BootError::Agent(e) => write!(f, "the guest agent failed the handshake: {e}"),
         }
     }
 }
@@ -57,11 +75,13 @@ pub(crate) async fn connect(
     config: &ClientConfig,
     boot_timeout: Duration,
     qemu: &Process,
+    mut init: InitProgress,
 ) -> Result<(AgentClient, AgentInfo), BootError> {
     let started = Instant::now();
     let deadline = started + boot_timeout;
-    let mut attempt = FIRST_ATTEMPT;
     let mut last = String::from("not connected yet");
+    let mut patience = AFTER_INIT;
+    let mut console_open = true;
     let outcome = async {
         loop {
             if Instant::now() >= deadline {
@@ -79,8 +99,32 @@ pub(crate) async fn connect(
                 }
             };
             let client = AgentClient::new(stream, config.clone());
-            let until = deadline.min(Instant::now() + attempt);
-            match tokio::time::timeout_at(until, client.hello(token)).await {
+            let attempt_started = Instant::now();
+            let outcome = {
+                let handshake = async {
+                    let info = client.hello(token).await?;
+                    client.ping().await?;
+                    Ok::<_, ClientError>(info)
+                };
+                tokio::pin!(handshake);
+                loop {
+                    let until = match *init.borrow_and_update() {
+                        Some(seen) => seen.max(attempt_started) + patience,
+                        None => attempt_started + WITHOUT_INIT,
+                    };
+                    tokio::select! {
+                        done = &mut handshake => break Ok(done),
+                        () = tokio::time::sleep_until(until.min(deadline)) => break Err(()),
+                        // A new /init line moves the limit. The console ends
+                        // only with QEMU, which the caller watches.
+                        changed = init.changed(), if console_open => {
+                            console_open = changed.is_ok();
+                        }
+                    }
+                }
+            };
+            patience = patience.saturating_mul(2);
+            match outcome {
                 Ok(Ok(info)) => return Ok((client, info)),
                 Ok(Err(e @ (ClientError::Rejected(_) | ClientError::VersionMismatch { .. }))) => {
                     return Err(BootError::Agent(e));
@@ -89,11 +133,9 @@ pub(crate) async fn connect(
                     last = format!("last attempt: {e}");
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
-                Err(_elapsed) => {
-                    last = "connected, but no answer to hello".to_owned();
-                    attempt *= 2;
-                }
+                Err(_elapsed) => last = "connected, but no answer to hello".to_owned(),
             }
+            tracing::debug!(after = ?started.elapsed(), %last, "retrying the agent handshake");
             // Dropping the client closes this connection before the next.
         }
     };

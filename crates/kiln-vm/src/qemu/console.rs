@@ -15,7 +15,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
@@ -86,13 +88,52 @@ impl ConsoleLog {
     }
 }
 
+/// Lines of the guest's /init (images/initramfs/init and the root disk's
+/// kiln-init) start with this. The last one comes right before the agent
+/// starts, so "when did /init last speak" tells the handshake how long to
+/// keep waiting (see `agent.rs`).
+pub(crate) const INIT_PREFIX: &[u8] = b"kiln-init: ";
+
+/// When the last /init line was seen; `None` before the first.
+pub(crate) type InitProgress = watch::Receiver<Option<Instant>>;
+
+/// Watches console output, one line at a time, for /init's lines.
+struct LineWatch {
+    line: Vec<u8>,
+    progress: watch::Sender<Option<Instant>>,
+}
+
+impl LineWatch {
+    /// Only a line's start matters; longer lines are cut.
+    const KEEP: usize = 64;
+
+    fn feed(&mut self, data: &[u8]) {
+        for &b in data {
+            if b == b'\n' {
+                if self.line.starts_with(INIT_PREFIX) {
+                    self.progress.send_replace(Some(Instant::now()));
+                }
+                self.line.clear();
+            } else if self.line.len() < Self::KEEP {
+                self.line.push(b);
+            }
+        }
+    }
+}
+
 /// Copies `pipe` into the log until EOF (QEMU's exit), flushing the tail
-/// periodically. The returned task ends once the log is complete.
+/// periodically, and reports /init's progress. The returned task ends once
+/// the log is complete.
 pub(crate) fn pump(
     mut pipe: impl AsyncRead + Unpin + Send + 'static,
     mut log: ConsoleLog,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
+) -> (JoinHandle<()>, InitProgress) {
+    let (progress, seen) = watch::channel(None);
+    let mut lines = LineWatch {
+        line: Vec::new(),
+        progress,
+    };
+    let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -100,6 +141,7 @@ pub(crate) fn pump(
             tokio::select! {
                 read = pipe.read(&mut buf) => match read {
                     Ok(n) if n > 0 => {
+                        lines.feed(&buf[..n]);
                         if let Err(e) = log.push(&buf[..n]) {
                             tracing::debug!(error = %e, "cannot write the console log");
                         }
@@ -112,7 +154,8 @@ pub(crate) fn pump(
             }
         }
         let _ = log.flush();
-    })
+    });
+    (task, seen)
 }
 
 /// The last `lines` lines of a log file (at most its last 8 KiB), for error
@@ -178,6 +221,21 @@ mod tests {
         // 5104 bytes in all; the head keeps 100, the tail 300.
         assert!(text.contains("[kiln: 4704 bytes"), "{text}");
         Ok(())
+    }
+
+    #[test]
+    fn init_lines_are_noticed_even_when_split() {
+        let (progress, seen) = watch::channel(None);
+        let mut lines = LineWatch {
+            line: Vec::new(),
+            progress,
+        };
+        lines.feed(b"[    0.5] kernel says kiln-init: not at the start\nkiln-in");
+        assert!(seen.borrow().is_none());
+        lines.feed(b"it: port org.kiln.agent is /dev/vport1p1");
+        assert!(seen.borrow().is_none(), "only complete lines count");
+        lines.feed(b"\n");
+        assert!(seen.borrow().is_some());
     }
 
     #[test]

@@ -232,7 +232,14 @@ impl QemuProvider {
                 Some(e),
             )
         })?;
-        machine.console = stdout.map(|out| console::pump(out, console));
+        let (pump, progress) = match stdout {
+            Some(out) => {
+                let (task, progress) = console::pump(out, console);
+                (Some(task), progress)
+            }
+            None => (None, tokio::sync::watch::channel(None).1),
+        };
+        machine.console = pump;
         let qemu = machine.qemu.insert(qemu);
 
         let client_config = ClientConfig {
@@ -250,6 +257,7 @@ impl QemuProvider {
             &client_config,
             self.config.boot_timeout,
             qemu,
+            progress,
         )
         .await;
         match connected {
@@ -380,7 +388,7 @@ impl VmProvider for QemuProvider {
 
     async fn allocate(&self, spec: &VmSpec) -> Result<Allocated, VmError> {
         let started = Instant::now();
-        let vm = self.allocate_vm(spec).await.inspect_err(|e| eprintln!("DEBUG-ALLOC: {e} // {:?}", std::error::Error::source(e)))?;
+        let vm = self.allocate_vm(spec).await?;
         Ok(Allocated {
             vm: Box::new(vm),
             elapsed: started.elapsed(),

@@ -40,6 +40,12 @@ async fn run_async(args: &RunArgs) -> anyhow::Result<Code> {
         return Ok(Code::Success);
     }
     let provider = provider(args.backend)?;
+    // VMs left by a kiln that died (kill -9, power loss) are destroyed now.
+    match provider.reap_orphans().await {
+        Ok(0) => {}
+        Ok(n) => eprintln!("reaped {n} VM(s) left by a previous kiln process"),
+        Err(e) => eprintln!("warning: reaping leftover VMs failed: {e}"),
+    }
     let manager = SessionManager::new(provider, args.max_sessions.max(1));
     let base = base_config(args, &repo)?;
 
@@ -96,10 +102,11 @@ fn provider(backend: Backend) -> anyhow::Result<Arc<dyn VmProvider>> {
             let provider = LocalProvider::new(dir);
             Ok(Arc::new(provider))
         }
-        Backend::Qemu => bail!(
-            "the qemu backend is not available in this build yet; run with --backend local \
-             (host processes, no isolation)"
-        ),
+        Backend::Qemu => {
+            let provider = kiln_vm::qemu::QemuProvider::from_data_dir(&crate::data_dir()?)?;
+            eprintln!("qemu: accelerator {}", provider.accel());
+            Ok(Arc::new(provider))
+        }
     }
 }
 
@@ -187,6 +194,10 @@ fn base_config(args: &RunArgs, repo: &RepoFacts) -> anyhow::Result<RunConfig> {
         vars: pairs(&args.vars, "--var")?,
         env: pairs(&args.env, "--env")?,
         job_filter: args.job.clone(),
+        spec: kiln_vm::VmSpec {
+            image: args.image.clone(),
+            ..kiln_vm::VmSpec::default()
+        },
         vm_scope: match args.vm_scope {
             VmScopeArg::Run => VmScope::Run,
             VmScopeArg::Job => VmScope::Job,
