@@ -123,7 +123,8 @@ pub(crate) async fn connect(
                     }
                 }
             };
-            patience = patience.saturating_mul(2);
+            // Bounded, so that quick failures cannot grow it without end.
+            patience = patience.saturating_mul(2).min(boot_timeout);
             match outcome {
                 Ok(Ok(info)) => return Ok((client, info)),
                 Ok(Err(e @ (ClientError::Rejected(_) | ClientError::VersionMismatch { .. }))) => {

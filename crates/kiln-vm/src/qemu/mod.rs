@@ -36,6 +36,7 @@ mod reap;
 mod state;
 mod vm;
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,7 +115,7 @@ impl QemuProvider {
     }
 
     /// [`new`](Self::new) with [`QemuConfig::from_data_dir`].
-    pub fn from_data_dir(data_dir: &std::path::Path) -> Result<QemuProvider, SetupError> {
+    pub fn from_data_dir(data_dir: &Path) -> Result<QemuProvider, SetupError> {
         QemuProvider::new(QemuConfig::from_data_dir(data_dir)?)
     }
 
@@ -167,23 +168,7 @@ impl QemuProvider {
         };
         let passt_socket = match spec.network {
             Network::None => None,
-            Network::Nat => {
-                let passt = self.tools.passt.as_ref().ok_or_else(|| {
-                    allocation(
-                        &id,
-                        "NAT networking needs passt, which is not installed \
-                         (apt-get install passt, or ./scripts/setup.sh)",
-                        None,
-                    )
-                })?;
-                let socket = machine.dir.passt_socket();
-                let process = net::start_passt(passt, &socket, &machine.dir.passt_log())
-                    .await
-                    .map_err(|why| allocation(&id, &why, None))?;
-                let _ = std::fs::write(machine.dir.passt_pid(), format!("{}\n", process.pid));
-                machine.passt = Some(process);
-                Some(socket)
-            }
+            Network::Nat => Some(self.start_passt(machine).await?),
         };
         let token = agent::new_token()
             .map_err(|e| allocation(&id, "cannot read /dev/urandom for its token", Some(e)))?;
@@ -213,48 +198,14 @@ impl QemuProvider {
             disk: disk.as_deref(),
             init_args,
         };
-        let qemu_log = std::fs::File::create(machine.dir.qemu_log())
-            .map_err(|e| allocation(&id, "cannot create qemu.log", Some(e)))?;
-        let console = console::ConsoleLog::create(
-            &machine.dir.console_log(),
-            self.config.console_log_cap_bytes,
-        )
-        .map_err(|e| allocation(&id, "cannot create console.log", Some(e)))?;
-        let mut cmd = Command::new(&self.tools.qemu);
-        cmd.args(plan.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(qemu_log);
-        let (qemu, stdout) = Process::spawn("qemu", cmd).map_err(|e| {
-            allocation(
-                &id,
-                &format!("cannot start {}", self.tools.qemu.display()),
-                Some(e),
-            )
-        })?;
-        let (pump, progress) = match stdout {
-            Some(out) => {
-                let (task, progress) = console::pump(out, console);
-                (Some(task), progress)
-            }
-            None => (None, tokio::sync::watch::channel(None).1),
-        };
-        machine.console = pump;
-        let qemu = machine.qemu.insert(qemu);
-
-        let client_config = ClientConfig {
-            request_timeout: self.config.agent_request_timeout,
-            keepalive_interval: self.config.agent_idle_timeout / 4,
-            idle_timeout: self.config.agent_idle_timeout,
-            kill_grace: kiln_protocol::KillGrace {
-                interrupt_ms: millis(self.config.kill_grace.interrupt),
-                terminate_ms: millis(self.config.kill_grace.terminate),
-            },
+        let progress = self.start_qemu(machine, &plan)?;
+        let Some(qemu) = machine.qemu.as_ref() else {
+            return Err(allocation(&id, "qemu was not started", None));
         };
         let connected = agent::connect(
             &agent_socket,
             &token,
-            &client_config,
+            &self.client_config(),
             self.config.boot_timeout,
             qemu,
             progress,
@@ -262,21 +213,72 @@ impl QemuProvider {
         .await;
         match connected {
             Ok((client, _info)) => Ok(client),
-            Err(why) => {
-                // Stop QEMU first so the console log is complete when read.
-                qemu.kill_and_wait(Duration::from_secs(2)).await;
-                machine.finish_console().await;
-                let mut reason = why.to_string();
-                let qemu_said = machine.qemu_log_tail();
-                if !qemu_said.is_empty() {
-                    reason.push_str(&format!("; qemu said: {qemu_said}"));
-                }
-                reason.push_str(&format!(
-                    "; console (last lines):\n{}",
-                    machine.console_tail()
-                ));
-                Err(allocation(&id, &reason, None))
-            }
+            Err(why) => Err(boot_failed(machine, &why.to_string()).await),
+        }
+    }
+
+    /// passt for `machine`; returns its socket.
+    async fn start_passt(&self, machine: &mut Machine) -> Result<PathBuf, VmError> {
+        let id = &machine.id;
+        let passt = self.tools.passt.as_ref().ok_or_else(|| {
+            allocation(
+                id,
+                "NAT networking needs passt, which is not installed \
+                 (apt-get install passt, or ./scripts/setup.sh)",
+                None,
+            )
+        })?;
+        let socket = machine.dir.passt_socket();
+        let process = net::start_passt(passt, &socket, &machine.dir.passt_log())
+            .await
+            .map_err(|why| allocation(id, &why, None))?;
+        // For reaping: passt drops privileges before it could write one.
+        let _ = std::fs::write(machine.dir.passt_pid(), format!("{}\n", process.pid));
+        machine.passt = Some(process);
+        Ok(socket)
+    }
+
+    /// Starts QEMU with its console pumped into `console.log`; returns the
+    /// console's view of /init's progress.
+    fn start_qemu(
+        &self,
+        machine: &mut Machine,
+        plan: &LaunchPlan<'_>,
+    ) -> Result<console::InitProgress, VmError> {
+        let id = &machine.id;
+        let qemu_log = std::fs::File::create(machine.dir.qemu_log())
+            .map_err(|e| allocation(id, "cannot create qemu.log", Some(e)))?;
+        let log = console::ConsoleLog::create(
+            &machine.dir.console_log(),
+            self.config.console_log_cap_bytes,
+        )
+        .map_err(|e| allocation(id, "cannot create console.log", Some(e)))?;
+        let mut cmd = Command::new(&self.tools.qemu);
+        cmd.args(plan.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(qemu_log);
+        let (qemu, stdout) = Process::spawn("qemu", cmd).map_err(|e| {
+            let what = format!("cannot start {}", self.tools.qemu.display());
+            allocation(id, &what, Some(e))
+        })?;
+        machine.qemu = Some(qemu);
+        let stdout =
+            stdout.ok_or_else(|| allocation(id, "qemu's console pipe is missing", None))?;
+        let (pump, progress) = console::pump(stdout, log);
+        machine.console = Some(pump);
+        Ok(progress)
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            request_timeout: self.config.agent_request_timeout,
+            keepalive_interval: self.config.agent_idle_timeout / 4,
+            idle_timeout: self.config.agent_idle_timeout,
+            kill_grace: kiln_protocol::KillGrace {
+                interrupt_ms: millis(self.config.kill_grace.interrupt),
+                terminate_ms: millis(self.config.kill_grace.terminate),
+            },
         }
     }
 
@@ -286,17 +288,17 @@ impl QemuProvider {
         &self,
         machine: &Machine,
         spec: &VmSpec,
-        base: &std::path::Path,
-    ) -> Result<std::path::PathBuf, VmError> {
+        base: &Path,
+    ) -> Result<PathBuf, VmError> {
         let id = &machine.id;
         let Some(qemu_img) = &self.tools.qemu_img else {
             return Err(allocation(id, "qemu-img was not found at setup", None));
         };
         let base = base
             .canonicalize()
-            .map_err(|e| allocation(id, "cannot resolve rootfs_image", Some(e)))?;
+            .map_err(|e| allocation(id, "cannot resolve the root disk", Some(e)))?;
         let base_len = base.metadata().map(|m| m.len()).unwrap_or(0);
-        let size = (spec.disk_mib * 1024 * 1024).max(base_len);
+        let size = spec.disk_mib.saturating_mul(1024 * 1024).max(base_len);
         let overlay = machine.dir.overlay();
         let out = Command::new(qemu_img)
             .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
@@ -317,6 +319,25 @@ impl QemuProvider {
         }
         Ok(overlay)
     }
+}
+
+/// The error for a VM whose agent never answered, with what QEMU and the
+/// console said. QEMU is stopped first so the console log is complete.
+async fn boot_failed(machine: &mut Machine, why: &str) -> VmError {
+    if let Some(qemu) = &machine.qemu {
+        qemu.kill_and_wait(Duration::from_secs(2)).await;
+    }
+    machine.finish_console().await;
+    let mut reason = why.to_owned();
+    let qemu_said = machine.qemu_log_tail();
+    if !qemu_said.is_empty() {
+        reason.push_str(&format!("; qemu said: {qemu_said}"));
+    }
+    reason.push_str(&format!(
+        "; console (last lines):\n{}",
+        machine.console_tail()
+    ));
+    allocation(&machine.id, &reason, None)
 }
 
 fn millis(d: Duration) -> u64 {
