@@ -30,9 +30,17 @@ cargo test --locked -p kiln-expr --test conformance -- --nocapture
 # VM tests must run, never skip, here.
 export KILN_REQUIRE_QEMU=1
 
+# Includes the VM tests that always boot microVMs: crates/kiln-vm/tests/qemu.rs
+# and crates/kiln/tests/qemu.rs (`kiln run` on both images: a real workflow,
+# isolation, leaks, kill -9 and reaping, guest features).
 echo "== all tests"
 cargo test --workspace --locked
 
-echo "== the runner's verification suite on real microVMs"
+# The same test files again with every run in a microVM (`minimal` image
+# unless a test asks for `debian`): what holds on `local` must hold in a VM.
+echo "== the runner's verification suite and workflow semantics on real microVMs"
 KILN_TEST_BACKEND=qemu cargo test --locked -p kiln-runner \
-    --test vm_allocation_verification_test
+    --test vm_allocation_verification_test --test semantics
+
+echo "== the examples on real microVMs"
+KILN_TEST_BACKEND=qemu cargo test --locked -p kiln --test examples

@@ -227,6 +227,30 @@ impl GitHubClient {
         }
     }
 
+    /// A token git can fetch `repo` with over HTTPS (as the password of
+    /// user `x-access-token`): the configured token, or, as an app, the
+    /// installation token of the app's installation on `repo` (cached per
+    /// installation, minted again 5 minutes before it expires). `refused` is a token the git server just turned
+    /// down: a new one is minted instead of returning it again.
+    pub async fn git_token(
+        &self,
+        repo: &str,
+        refused: Option<&str>,
+    ) -> Result<String, GitHubError> {
+        match &self.inner.auth {
+            Credentials::Token(token) => Ok(token.clone()),
+            Credentials::App(app) => {
+                let installation = self.installation_id(app, repo).await?;
+                self.installation_token(app, installation, refused).await
+            }
+        }
+    }
+
+    /// Whether this client authenticates as a GitHub App.
+    pub fn is_app(&self) -> bool {
+        matches!(self.inner.auth, Credentials::App(_))
+    }
+
     async fn installation_id(&self, app: &AppAuth, repo: &str) -> Result<u64, GitHubError> {
         if let Some(id) = app.known_installation(repo) {
             return Ok(id);

@@ -72,6 +72,20 @@ impl ImageStore {
             store: self,
             opts: options,
             warnings: Vec::new(),
+            make_current: true,
+        }
+        .run()
+    }
+
+    /// Like [`build`](Self::build), but leaves the flavour's `current`
+    /// alone: for a variant that is used by explicit version id (`kiln
+    /// bench`'s stock-kernel image), never handed out by `resolve`.
+    pub fn build_variant(&self, options: &BuildOptions) -> Result<BuildOutcome, ImageError> {
+        Builder {
+            store: self,
+            opts: options,
+            warnings: Vec::new(),
+            make_current: false,
         }
         .run()
     }
@@ -81,6 +95,8 @@ struct Builder<'a> {
     store: &'a ImageStore,
     opts: &'a BuildOptions,
     warnings: Vec<String>,
+    /// Point `current` at the result (`build`), or not (`build_variant`).
+    make_current: bool,
 }
 
 /// The kernel the scripts produced.
@@ -110,7 +126,8 @@ impl Builder<'_> {
             return Err(ImageError::MissingInput {
                 what: "agent binary",
                 path: opts.agent_path.clone(),
-                fix: "build it with `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release \
+                fix: "build it with `RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' \
+                      cargo build --release \
                       --target x86_64-unknown-linux-gnu -p kiln-agent --target-dir target/agent`",
             });
         }
@@ -126,7 +143,9 @@ impl Builder<'_> {
             let existing = Manifest::load(&dir);
             match existing {
                 Ok(manifest) if !opts.force && missing_file(&dir, &manifest).is_none() => {
-                    self.store.set_current(flavour, &id)?;
+                    if self.make_current {
+                        self.store.set_current(flavour, &id)?;
+                    }
                     self.note(&format!("{flavour}/{id} is up to date"));
                     return Ok(BuildOutcome {
                         status: BuildStatus::UpToDate,
@@ -172,7 +191,9 @@ impl Builder<'_> {
         if replacing {
             let _ = std::fs::remove_dir_all(&old);
         }
-        self.store.set_current(flavour, &id)?;
+        if self.make_current {
+            self.store.set_current(flavour, &id)?;
+        }
         self.note(&format!("built {flavour}/{id}: {}", dir.display()));
         Ok(BuildOutcome {
             status: BuildStatus::Built,

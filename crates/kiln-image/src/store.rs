@@ -98,6 +98,12 @@ impl ImageStore {
         let id = self
             .current_id(flavour)?
             .ok_or(ImageError::NotBuilt { flavour })?;
+        self.resolve_version(flavour, &id)
+    }
+
+    /// One version of `flavour`, current or not, checked to be complete.
+    pub fn resolve_version(&self, flavour: Flavour, id: &str) -> Result<ResolvedImage, ImageError> {
+        let id = id.to_owned();
         let dir = self.image_dir(flavour, &id);
         if !dir.is_dir() {
             return Err(ImageError::NotBuilt { flavour });

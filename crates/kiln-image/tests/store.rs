@@ -327,6 +327,43 @@ fn second_build_is_up_to_date_and_changes_nothing() {
 }
 
 #[test]
+fn a_variant_build_leaves_current_alone_and_resolves_by_id() {
+    let fx = Fixture::new();
+    let store = fx.store();
+    let current = store
+        .build(&fx.options(Flavour::Minimal, KernelKind::Minimal))
+        .unwrap()
+        .manifest;
+    let options = fx.options(Flavour::Minimal, KernelKind::Stock);
+    let variant = store.build_variant(&options).unwrap();
+    assert_eq!(variant.status, BuildStatus::Built);
+    assert_ne!(variant.manifest.version_id, current.version_id);
+    assert_eq!(
+        store.current_id(Flavour::Minimal).unwrap().as_deref(),
+        Some(current.version_id.as_str()),
+        "a variant never becomes current"
+    );
+    assert_eq!(store.resolve(Flavour::Minimal).unwrap().manifest, current);
+    let resolved = store
+        .resolve_version(Flavour::Minimal, &variant.manifest.version_id)
+        .unwrap();
+    assert_eq!(resolved.kernel_kind, KernelKind::Stock);
+    assert_eq!(resolved.manifest, variant.manifest);
+    // Up to date the second time, and still not current.
+    let again = store.build_variant(&options).unwrap();
+    assert_eq!(again.status, BuildStatus::UpToDate);
+    assert_eq!(
+        store.current_id(Flavour::Minimal).unwrap().as_deref(),
+        Some(current.version_id.as_str())
+    );
+    assert!(
+        store
+            .resolve_version(Flavour::Minimal, "000000000000")
+            .is_err()
+    );
+}
+
+#[test]
 fn a_changed_input_gives_a_new_current_version() {
     let fx = Fixture::new();
     let store = fx.store();

@@ -55,6 +55,9 @@ pub struct RunConfig {
     pub spec: VmSpec,
     /// Cancels the run (Ctrl-C, `cancel-in-progress`).
     pub cancel: CancellationToken,
+    /// Job-level `concurrency:` groups. Each run has its own by default;
+    /// `kiln serve` shares one across runs, so groups span them.
+    pub job_groups: std::sync::Arc<crate::concurrency::JobGroups>,
 }
 
 impl Default for RunConfig {
@@ -75,6 +78,7 @@ impl Default for RunConfig {
             vm_scope: VmScope::Run,
             spec: VmSpec::default(),
             cancel: CancellationToken::new(),
+            job_groups: crate::concurrency::JobGroups::new(),
         }
     }
 }

@@ -9,6 +9,8 @@
 //! - [`matrix`]: `strategy.matrix` expansion and matrix job names
 //! - [`graph`]: the `needs:` graph, scheduling order, `--job` selection
 //! - [`status`]: outcomes and conclusions of steps, jobs and runs
+//! - [`concurrency`]: `concurrency:` groups (the bookkeeping, and job-level
+//!   groups that may span runs)
 //!
 //! The executor (async, talks to a VM only through `kiln_vm::Vm`):
 //! - [`session`]: `SessionManager`, the only place a VM is allocated
@@ -18,6 +20,7 @@
 
 mod checkout;
 pub mod commands;
+pub mod concurrency;
 pub mod config;
 mod contexts;
 pub mod envfile;

@@ -17,6 +17,7 @@ use kiln_workflow::{Job, Matrix, MatrixValues, Workflow};
 use serde_json::{Value as Json, json};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::concurrency::{self, GroupPermit};
 use crate::config::{RunConfig, VmScope};
 use crate::contexts::{self, JobDirs};
 use crate::eval::Scope;
@@ -377,6 +378,16 @@ impl<'a> Run<'a> {
                 .unwrap_or(Ok(false))
                 .unwrap_or(false)
         };
+        // Its own token, so `cancel-in-progress` of a newer job in its
+        // concurrency group cancels this instance only.
+        let cancel = cancel.child_token();
+        let _group = match self
+            .enter_group(id, job, &key, &matrix, &strategy, &needs, &cancel)
+            .await
+        {
+            Ok(permit) => permit,
+            Err(r) => return Instance::new(r, continue_on_error, None),
+        };
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -427,6 +438,56 @@ impl<'a> Run<'a> {
                 }
             }
         }
+    }
+
+    /// Waits for the job's `concurrency:` group, if it has one (before its
+    /// session is created, so a waiting job holds no VM of its own). `Err`
+    /// is the job's result when it does not run: cancelled (a newer job of
+    /// the group replaced it, or the run was cancelled) or failed (the group
+    /// cannot be evaluated).
+    #[allow(clippy::too_many_arguments)]
+    async fn enter_group(
+        &self,
+        id: &str,
+        job: &Job,
+        key: &JobKey,
+        matrix: &Json,
+        strategy: &Json,
+        needs: &Json,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<Option<GroupPermit>, JobResult> {
+        let Some(block) = &job.concurrency else {
+            return Ok(None);
+        };
+        let mut ctx = Contexts::new();
+        ctx.insert("github", Value::from(self.github_light(id)));
+        ctx.insert("needs", Value::from(needs.clone()));
+        ctx.insert("strategy", Value::from(strategy.clone()));
+        ctx.insert("matrix", Value::from(matrix.clone()));
+        ctx.insert("inputs", Value::from(self.inputs.clone()));
+        ctx.insert("vars", Value::from(json!(self.cfg.vars)));
+        let field = format!("jobs.{id}.concurrency");
+        let evaluated = concurrency::evaluate(block, &kiln_expr::EvalContext::new(&ctx), &field);
+        let (conclusion, reason) = match evaluated {
+            Ok(None) => return Ok(None),
+            Ok(Some(c)) => {
+                tracing::debug!(job = %key.name, group = %c.group, "waiting for the job's concurrency group");
+                match self.cfg.job_groups.acquire(&c, cancel).await {
+                    Ok(permit) => return Ok(Some(permit)),
+                    Err(refused) => (Conclusion::Cancelled, refused.to_string()),
+                }
+            }
+            Err(e) => (Conclusion::Failure, e),
+        };
+        let mut r = skipped(id, &key.name, reason);
+        r.conclusion = conclusion;
+        r.matrix = (matrix.as_object().is_some_and(|m| !m.is_empty())).then(|| matrix.clone());
+        let _ = self.events.send(RunEvent::JobFinished {
+            job: key.clone(),
+            conclusion,
+            duration: std::time::Duration::ZERO,
+        });
+        Err(r)
     }
 
     fn job_context<'v>(&'v self, vm: &'v dyn Vm, spec: &InstanceSpec<'v>) -> JobContext<'v> {

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Harness, output_lines};
+use common::{Harness, Rendezvous, image_with_git_and_python, output_lines};
 use kiln_runner::{
     Conclusion, GitInfo, JobResult, RunConfig, RunError, RunResult, StepResult, VmScope,
 };
@@ -442,35 +442,35 @@ fn on_default_path(name: &str) -> Option<std::path::PathBuf> {
 }
 
 /// `shell: python` runs `python {0}` as on GitHub, with `python` resolved
-/// through `PATH`. Debian has only `python3`; then the test provides a
-/// `python` on `PATH` (through `GITHUB_PATH`) pointing at it. Without any
-/// Python it is skipped, saying so.
+/// through `PATH`. Debian has only `python3`; then a first step provides a
+/// `python` on `PATH` (through `GITHUB_PATH`) pointing at it. On `qemu` the
+/// steps run in the `debian` image (the `minimal` one has no Python); on
+/// `local`, without any Python on the host, the test is skipped, saying so.
 #[tokio::test]
 async fn shell_python() {
-    let shim = tempfile::tempdir().expect("tempdir");
-    let prelude = if on_default_path("python").is_some() {
-        String::new()
-    } else if let Some(python3) = on_default_path("python3") {
-        std::os::unix::fs::symlink(&python3, shim.path().join("python")).expect("symlink");
-        format!(
-            "      - run: echo '{}' >> \"$GITHUB_PATH\"\n",
-            shim.path().display()
-        )
-    } else {
+    if common::Backend::from_env() == common::Backend::Local
+        && on_default_path("python").is_none()
+        && on_default_path("python3").is_none()
+    {
         eprintln!(
             "SKIPPED shell_python: neither python nor python3 on {}",
             kiln_vm::DEFAULT_PATH
         );
         return;
-    };
-    let yaml = format!(
-        r#"
+    }
+    let yaml = r#"
 on: push
 jobs:
   j:
     runs-on: x
     steps:
-{prelude}      - shell: python
+      - run: |
+          if ! command -v python >/dev/null; then
+            mkdir -p "$RUNNER_TEMP/py"
+            ln -s "$(command -v python3)" "$RUNNER_TEMP/py/python"
+            echo "$RUNNER_TEMP/py" >> "$GITHUB_PATH"
+          fi
+      - shell: python
         run: |
           import os, sys
           print("py", sys.version_info[0] >= 3, os.environ["GITHUB_ACTIONS"])
@@ -479,9 +479,16 @@ jobs:
         run: |
           import sys
           sys.exit(7)
-"#
-    );
-    let (result, lines) = run(&yaml).await;
+"#;
+    let cfg = RunConfig {
+        spec: kiln_vm::VmSpec {
+            image: image_with_git_and_python(),
+            ..kiln_vm::VmSpec::default()
+        },
+        ..RunConfig::default()
+    };
+    let (result, lines) = run_with(yaml, &cfg).await;
+    let result = result.expect("run");
     let j = job(&result, "j");
     assert_lines(&lines, &["py True true"]);
     let fails = step(j, "py-fails");
@@ -991,7 +998,9 @@ fn checkout_config(repo: &Path, sha: String) -> RunConfig {
 async fn checkout_from_a_local_repository() {
     let repo = tempfile::tempdir().expect("tempdir");
     let sha = git_repo(repo.path());
-    let cfg = checkout_config(repo.path(), sha.clone());
+    let mut cfg = checkout_config(repo.path(), sha.clone());
+    // The steps run git in the machine.
+    cfg.spec.image = image_with_git_and_python();
     let (result, lines) = run_with(
         r#"
 on: push
@@ -1192,25 +1201,32 @@ async fn vm_scope_job_runs_independent_jobs_in_parallel_vms() {
         vm_scope: VmScope::Job,
         ..RunConfig::default()
     };
+    // `one` and `two` each wait until both are running.
+    let both = Rendezvous::new(2);
+    let wait = both.wait_script(10);
     let (result, _) = h
         .run(
-            r#"
+            &format!(
+                r#"
 on: push
 jobs:
   one:
     runs-on: x
     steps:
-      - run: sleep 1
+      - run: |
+{wait}
   two:
     runs-on: x
     steps:
-      - run: sleep 1
+      - run: |
+{wait}
   last:
     needs: [one, two]
     runs-on: x
     steps:
       - run: echo last
-"#,
+"#
+            ),
             &cfg,
         )
         .await;
@@ -1356,10 +1372,14 @@ async fn matrix_fail_fast_cancels_running_instances_with_vm_per_job() {
         vm_scope: VmScope::Job,
         ..RunConfig::default()
     };
-    let started = std::time::Instant::now();
+    // Instance 1 fails only once all three are running, so 2 and 3 are
+    // cancelled mid-step (they would print `done-N` after their sleep).
+    let all = Rendezvous::new(3);
+    let wait = all.wait_script(10);
     let (result, events) = h
         .run(
-            r#"
+            &format!(
+                r#"
 on: push
 jobs:
   ff:
@@ -1369,19 +1389,20 @@ jobs:
         n: [1, 2, 3]
     steps:
       - run: |
-          if [ "${{ matrix.n }}" = 1 ]; then sleep 0.5; exit 1; fi
-          echo "slow-${{ matrix.n }}"
+          if [ "${{{{ matrix.n }}}}" != 1 ]; then echo "slow-${{{{ matrix.n }}}}"; fi
+{wait}
+          if [ "${{{{ matrix.n }}}}" = 1 ]; then exit 1; fi
           sleep 30
-          echo "done-${{ matrix.n }}"
+          echo "done-${{{{ matrix.n }}}}"
       - name: cleanup
         if: always()
-        run: echo "cleanup-${{ matrix.n }}"
-"#,
+        run: echo "cleanup-${{{{ matrix.n }}}}"
+"#
+            ),
             &cfg,
         )
         .await;
     let result = result.expect("run");
-    assert!(started.elapsed() < std::time::Duration::from_secs(20));
     let lines = output_lines(&events);
     assert_eq!(result.conclusion, Conclusion::Failure);
     assert_eq!(job(&result, "ff (1)").conclusion, Conclusion::Failure);

@@ -166,6 +166,9 @@ pub struct VmSection {
     pub memory_mib: Option<u64>,
     pub disk_mib: Option<u64>,
     pub image: Option<String>,
+    /// Where guest images are (the qemu backend): a kiln home holding
+    /// `images/` (default: `$KILN_HOME`, else `~/.local/share/kiln`).
+    pub images_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -307,6 +310,10 @@ pub struct ServerConfig {
     pub github: Option<GitHubSettings>,
     pub public_url: Option<String>,
     pub vm: VmSpec,
+    /// The kiln home whose `images/` the qemu backend boots (`None`:
+    /// `$KILN_HOME`, else `~/.local/share/kiln`). VM state always lives
+    /// under `data_dir`.
+    pub images_dir: Option<PathBuf>,
     /// Secrets every repository's workflows get.
     pub secrets: IndexMap<String, Secret>,
     /// Keyed by lowercase `owner/name`.
@@ -332,6 +339,7 @@ impl ServerConfig {
             github: None,
             public_url: None,
             vm: VmSpec::default(),
+            images_dir: None,
             secrets: IndexMap::new(),
             repositories: HashMap::new(),
         }
@@ -362,7 +370,9 @@ impl ServerConfig {
     /// Merges and validates. Does not touch the network; checks that the
     /// data directory is writable.
     pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<ServerConfig, ConfigError> {
-        let vm = vm_spec(file.vm.take().unwrap_or_default(), &o)?;
+        let vm_section = file.vm.take().unwrap_or_default();
+        let images_dir = vm_section.images_dir.clone();
+        let vm = vm_spec(vm_section, &o)?;
         let github = github_settings(&file.github.take().unwrap_or_default(), &o)?;
         let listen_text = o
             .listen
@@ -442,6 +452,7 @@ impl ServerConfig {
             ));
         }
         config.vm = vm;
+        config.images_dir = images_dir;
         if let Some(path) = o.secrets_file.or(file.secrets_file) {
             config.secrets = dotenv_secrets(&path)?;
         }
@@ -675,6 +686,16 @@ mod tests {
         let file: FileConfig = toml::from_str(text).unwrap();
         assert_eq!(file.vm.as_ref().and_then(|v| v.vcpus), Some(2));
         assert!(file.repositories.contains_key("someone/project"));
+    }
+
+    #[test]
+    fn images_dir_is_read_from_the_vm_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let file: FileConfig = toml::from_str("[vm]\nimages_dir = \"/srv/kiln-home\"\n").unwrap();
+        let c = ServerConfig::resolve(file, base(dir.path())).unwrap();
+        assert_eq!(c.images_dir.as_deref(), Some(Path::new("/srv/kiln-home")));
+        let c = ServerConfig::resolve(FileConfig::default(), base(dir.path())).unwrap();
+        assert_eq!(c.images_dir, None, "default: $KILN_HOME");
     }
 
     #[test]

@@ -302,6 +302,7 @@ async fn config(
         secrets,
         spec: shared.config.vm.clone(),
         cancel: cancel.clone(),
+        job_groups: shared.job_groups.clone(),
         ..RunConfig::default()
     })
 }

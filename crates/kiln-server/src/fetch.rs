@@ -7,7 +7,10 @@
 //! - A commit already in the cache is not fetched again.
 //! - With a token, git authenticates with an `http.extraHeader` passed
 //!   through `GIT_CONFIG_*` variables (never on the command line, where
-//!   other users could read it in the process list).
+//!   other users could read it in the process list, nor in a URL or the
+//!   cache's config). As a GitHub App, the token is the installation token
+//!   of the repository's installation, fresh for each fetch (cached by the
+//!   client, minted again before expiry, or once more when git is refused).
 //! - One fetch per repository at a time (a per-repository async lock).
 //! - Workflow files are read at the commit (`git ls-tree`, `git show`),
 //!   never from a working tree; the files of recent commits are cached.
@@ -48,6 +51,35 @@ pub enum FetchError {
     Timeout { command: String },
     #[error("git {command} failed: {stderr}")]
     Git { command: String, stderr: String },
+    #[error("no token to fetch {repo} with")]
+    Token {
+        repo: String,
+        #[source]
+        source: kiln_github::GitHubError,
+    },
+}
+
+/// How fetches authenticate.
+#[derive(Clone, Default)]
+pub enum GitAuth {
+    /// Anonymous (public repositories, local mirrors).
+    #[default]
+    None,
+    /// A fixed token (a personal access token or a bot's).
+    Token(Secret),
+    /// A GitHub App: each fetch gets the installation token of the
+    /// repository's installation from this client.
+    App(Arc<kiln_github::GitHubClient>),
+}
+
+impl std::fmt::Debug for GitAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GitAuth::None => "None",
+            GitAuth::Token(_) => "Token(<redacted>)",
+            GitAuth::App(_) => "App",
+        })
+    }
 }
 
 /// One workflow file at a commit.
@@ -62,17 +94,17 @@ type Workflows = Arc<Vec<WorkflowFile>>;
 
 pub struct GitCache {
     root: PathBuf,
-    token: Option<Secret>,
+    auth: GitAuth,
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     workflows: Mutex<HashMap<(PathBuf, String), Workflows>>,
 }
 
 impl GitCache {
-    /// Caches repositories below `root`; `token` authenticates fetches.
-    pub fn new(root: impl Into<PathBuf>, token: Option<Secret>) -> GitCache {
+    /// Caches repositories below `root`; `auth` authenticates fetches.
+    pub fn new(root: impl Into<PathBuf>, auth: GitAuth) -> GitCache {
         GitCache {
             root: root.into(),
-            token,
+            auth,
             locks: Mutex::default(),
             workflows: Mutex::default(),
         }
@@ -135,7 +167,7 @@ impl GitCache {
             url,
         ];
         args.extend(refspecs.iter().map(String::as_str));
-        self.remote_git(&dir, &args).await?;
+        self.remote_git(repo, &dir, &args).await?;
         Ok(dir)
     }
 
@@ -163,6 +195,7 @@ impl GitCache {
         let local = format!("refs/kiln/ref/{}", git_ref.trim_start_matches("refs/"));
         let refspec = format!("+{git_ref}:{local}");
         self.remote_git(
+            repo,
             &dir,
             &[
                 "fetch",
@@ -313,20 +346,73 @@ impl GitCache {
         Ok(())
     }
 
-    async fn remote_git(&self, dir: &Path, args: &[&str]) -> Result<String, FetchError> {
-        let mut cmd = command(dir, args);
-        if let Some(token) = &self.token {
-            let basic = base64::engine::general_purpose::STANDARD
-                .encode(format!("x-access-token:{}", token.expose()));
-            cmd.env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env(
-                    "GIT_CONFIG_VALUE_0",
-                    format!("Authorization: Basic {basic}"),
+    async fn remote_git(
+        &self,
+        repo: &str,
+        dir: &Path,
+        args: &[&str],
+    ) -> Result<String, FetchError> {
+        let token_error = |source| FetchError::Token {
+            repo: repo.to_owned(),
+            source,
+        };
+        let token = match &self.auth {
+            GitAuth::None => None,
+            GitAuth::Token(t) => Some(t.clone()),
+            GitAuth::App(client) => Some(Secret::new(
+                client.git_token(repo, None).await.map_err(token_error)?,
+            )),
+        };
+        let first = output(
+            with_token(command(dir, args), token.as_ref()),
+            args,
+            FETCH_TIMEOUT,
+        )
+        .await;
+        match (&self.auth, first, token) {
+            // An installation token revoked early (GitHub does that when the
+            // installation's permissions change): mint a new one, once.
+            (GitAuth::App(client), Err(e), Some(refused)) if is_auth_failure(&e) => {
+                tracing::info!(
+                    repository = repo,
+                    "git refused the installation token; minting a new one"
                 );
+                let token = client
+                    .git_token(repo, Some(refused.expose()))
+                    .await
+                    .map_err(token_error)?;
+                let cmd = with_token(command(dir, args), Some(&Secret::new(token)));
+                output(cmd, args, FETCH_TIMEOUT).await
+            }
+            (_, result, _) => result,
         }
-        output(cmd, args, FETCH_TIMEOUT).await
     }
+}
+
+/// Gives git `token` as an `Authorization: Basic x-access-token:<token>`
+/// header through `GIT_CONFIG_*` variables: not in argv (visible to every
+/// user), not in a URL or config file that is stored, not in git's output.
+fn with_token(mut cmd: tokio::process::Command, token: Option<&Secret>) -> tokio::process::Command {
+    if let Some(token) = token {
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("x-access-token:{}", token.expose()));
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env(
+                "GIT_CONFIG_VALUE_0",
+                format!("Authorization: Basic {basic}"),
+            );
+    }
+    cmd
+}
+
+/// Whether git failed because the server refused the credentials.
+fn is_auth_failure(e: &FetchError) -> bool {
+    matches!(e, FetchError::Git { stderr, .. }
+        if stderr.contains("Authentication failed")
+            || stderr.contains(" 401")
+            || stderr.contains(" 403")
+            || stderr.contains("could not read Username"))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -401,7 +487,7 @@ mod tests {
 
     #[test]
     fn repository_names_are_checked() {
-        let cache = GitCache::new("/cache", None);
+        let cache = GitCache::new("/cache", GitAuth::None);
         assert_eq!(
             cache.repo_dir("Octo/Kiln").unwrap(),
             Path::new("/cache/octo/kiln.git")

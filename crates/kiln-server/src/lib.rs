@@ -51,7 +51,7 @@ pub use state::{AppState, Shared};
 
 use crate::config::{Backend, GitHubAuth};
 use crate::db::Db;
-use crate::fetch::GitCache;
+use crate::fetch::{GitAuth, GitCache};
 use crate::scheduler::Scheduler;
 
 #[derive(Debug, thiserror::Error)]
@@ -115,18 +115,26 @@ pub fn provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError
     }
 }
 
-/// The qemu backend for `kiln serve`.
-///
-/// TODO(qemu): wire `kiln_vm::QemuProvider` here once the backend has landed
-/// (image from `config.vm.image`, state under `config.data_dir`, sizes from
-/// `config.vm`), and let `reap_orphans` clean up its state directory.
+/// The qemu backend for `kiln serve`: images from `config.images_dir`
+/// (default `$KILN_HOME`, where `kiln image build` puts them), each VM's
+/// state under `<data_dir>/qemu-vms/`, so `reap_orphans` at start cleans up
+/// exactly what a previous server on this data directory left.
 pub fn qemu_provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError> {
-    let provider = kiln_vm::qemu::QemuProvider::from_data_dir(&config.data_dir).map_err(|e| {
-        ServeError::Backend {
-            backend: "qemu",
-            message: e.to_string(),
-        }
-    })?;
+    let backend_error = |message: String| ServeError::Backend {
+        backend: "qemu",
+        message,
+    };
+    let images = match &config.images_dir {
+        Some(dir) => dir.clone(),
+        None => kiln_vm::QemuConfig::default_data_dir().ok_or_else(|| {
+            backend_error("neither KILN_HOME nor HOME is set: cannot find guest images".into())
+        })?,
+    };
+    let mut qemu = kiln_vm::QemuConfig::from_data_dir(&images)
+        .map_err(|e| backend_error(execute::error_chain(&e)))?;
+    qemu.state_dir = config.data_dir.join("qemu-vms");
+    let provider =
+        kiln_vm::QemuProvider::new(qemu).map_err(|e| backend_error(execute::error_chain(&e)))?;
     tracing::info!(accel = %provider.accel(), "qemu backend ready");
     Ok(Arc::new(provider))
 }
@@ -139,6 +147,12 @@ pub fn reporter(config: &ServerConfig) -> Result<Option<Arc<dyn Reporter>>, Serv
     if config.report == config::ReportMode::None {
         return Ok(None);
     }
+    Ok(Some(Arc::new(kiln_github::GitHubClient::new(
+        github_config(github),
+    )?)))
+}
+
+fn github_config(github: &config::GitHubSettings) -> kiln_github::GitHubConfig {
     let auth = match &github.auth {
         GitHubAuth::Token(t) => kiln_github::Auth::Token(t.expose().to_owned()),
         GitHubAuth::App {
@@ -153,7 +167,21 @@ pub fn reporter(config: &ServerConfig) -> Result<Option<Arc<dyn Reporter>>, Serv
     };
     let mut gh = kiln_github::GitHubConfig::new(auth);
     gh.api_url = github.api_url.clone();
-    Ok(Some(Arc::new(kiln_github::GitHubClient::new(gh)?)))
+    gh
+}
+
+/// How the repository cache authenticates fetches: the configured token,
+/// or the app's installation tokens (whatever the report mode is).
+pub fn git_auth(config: &ServerConfig) -> Result<GitAuth, ServeError> {
+    let Some(github) = config.github.as_ref() else {
+        return Ok(GitAuth::None);
+    };
+    Ok(match &github.auth {
+        GitHubAuth::Token(t) => GitAuth::Token(t.clone()),
+        GitHubAuth::App { .. } => GitAuth::App(Arc::new(kiln_github::GitHubClient::new(
+            github_config(github),
+        )?)),
+    })
 }
 
 /// A running server.
@@ -174,11 +202,10 @@ impl Server {
         let config = Arc::new(config);
         let store = kiln_store::Store::open_in(&config.data_dir)?;
         let db = Db::new(store);
-        let git_token = match config.github.as_ref().map(|g| &g.auth) {
-            Some(GitHubAuth::Token(t)) => Some(t.clone()),
-            _ => None,
-        };
-        let cache = Arc::new(GitCache::new(config.data_dir.join("repos"), git_token));
+        let cache = Arc::new(GitCache::new(
+            config.data_dir.join("repos"),
+            git_auth(&config)?,
+        ));
         let manager = Arc::new(SessionManager::new(
             deps.provider,
             config.max_concurrent_sessions,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use kiln_runner::SessionManager;
+use kiln_runner::concurrency::JobGroups;
 use tokio::sync::Notify;
 
 use crate::config::ServerConfig;
@@ -19,6 +20,8 @@ pub struct Shared {
     pub manager: Arc<SessionManager>,
     pub cache: Arc<GitCache>,
     pub reporter: Option<Arc<dyn Reporter>>,
+    /// Job-level `concurrency:` groups, shared by every run.
+    pub job_groups: Arc<JobGroups>,
     /// Cleared when shutting down: the webhook answers 503.
     accepting: AtomicBool,
     /// Wakes the dispatcher when a delivery was queued.
@@ -43,6 +46,7 @@ impl Shared {
             manager,
             cache,
             reporter,
+            job_groups: JobGroups::new(),
             accepting: AtomicBool::new(true),
             wake_dispatcher: Notify::new(),
         }

@@ -611,6 +611,20 @@ fn a_restart_mid_run_fails_the_run_and_resumes_queued_ones() {
                 .any(|c| c.status == "in_progress")
         })
         .await;
+        // Crash while the step sleeps, not while files are still being put
+        // into its VM directory (the "crash" is in-process, so the VM is
+        // cleaned up by its Drop, not by the next start's reaping).
+        wait_for("the step to run", || {
+            store.store().list_runs(10).unwrap().iter().any(|r| {
+                store
+                    .store()
+                    .logs(r.id, None, 0)
+                    .unwrap()
+                    .iter()
+                    .any(|l| l.line == "started")
+            })
+        })
+        .await;
         std::mem::forget(server); // no graceful shutdown: a crash
     });
     drop(first);

@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use kiln_runner::SessionManager;
 use kiln_server::config::{RepoPattern, Secret, ServerConfig};
 use kiln_server::db::Db;
-use kiln_server::fetch::GitCache;
+use kiln_server::fetch::{GitAuth, GitCache};
 use kiln_server::{AppState, Shared, app};
 use kiln_store::{DeliveryState, NewRun, Store};
 use kiln_vm::{MockProvider, MockResponse};
@@ -32,7 +32,7 @@ fn fixture(tweak: impl FnOnce(&mut ServerConfig)) -> Fixture {
     let db = Db::new(Store::open_in(dir.path()).expect("store"));
     let provider = Arc::new(MockProvider::new(|_| MockResponse::exit(0)));
     let manager = Arc::new(SessionManager::new(provider, 1));
-    let cache = Arc::new(GitCache::new(dir.path().join("repos"), None));
+    let cache = Arc::new(GitCache::new(dir.path().join("repos"), GitAuth::None));
     let state = Arc::new(Shared::new(Arc::new(config), db, manager, cache, None));
     Fixture { _dir: dir, state }
 }

@@ -596,10 +596,47 @@ async fn three_vms_at_once() -> TestResult {
 
 /// The host's address on its default route, if it has one.
 fn host_address() -> Option<std::net::IpAddr> {
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    routed_address("0.0.0.0:0", "203.0.113.1:9")
+}
+
+/// The host's IPv6 address on its default route, if it has one.
+fn host_address_v6() -> Option<std::net::IpAddr> {
+    routed_address("[::]:0", "[2001:db8::1]:9")
+}
+
+fn routed_address(bind: &str, documentation_peer: &str) -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind(bind).ok()?;
     // Connecting a UDP socket only picks a route; nothing is sent.
-    socket.connect("203.0.113.1:9").ok()?;
+    socket.connect(documentation_peer).ok()?;
     Some(socket.local_addr().ok()?.ip()).filter(|ip| !ip.is_loopback())
+}
+
+/// Connects from the guest to `ip:port` with bash's /dev/tcp.
+async fn guest_connect(
+    vm: &QemuVm,
+    ip: &str,
+    port: u16,
+    timeout_s: u32,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    let (r, out, _) = sh(
+        vm,
+        &format!(
+            "timeout {timeout_s} bash -c 'echo from-guest >/dev/tcp/{ip}/{port}' && echo CONNECTED"
+        ),
+    )
+    .await?;
+    Ok(r.success() && out.contains("CONNECTED"))
+}
+
+/// Accepts one connection on `listener` in a thread; yields its first line.
+fn accept_line(listener: TcpListener) -> std::thread::JoinHandle<std::io::Result<String>> {
+    std::thread::spawn(move || {
+        listener.accept().map(|(mut conn, _)| {
+            let mut line = String::new();
+            let _ = BufReader::new(&mut conn).read_line(&mut line);
+            line
+        })
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -638,26 +675,58 @@ async fn nat_reaches_the_host_network_but_not_host_loopback() -> TestResult {
         Some(ip) => {
             let listener = TcpListener::bind((ip, 0))?;
             let port = listener.local_addr()?.port();
-            let accepted = std::thread::spawn(move || {
-                listener.accept().map(|(mut conn, _)| {
-                    let mut line = String::new();
-                    let _ = BufReader::new(&mut conn).read_line(&mut line);
-                    line
-                })
-            });
-            let (r, _, err) = sh(
-                &vm,
-                &format!("timeout 10 bash -c 'echo from-guest >/dev/tcp/{ip}/{port}'"),
-            )
-            .await?;
+            let accepted = accept_line(listener);
             assert!(
-                r.success(),
-                "guest cannot reach {ip}:{port} through NAT: {err}"
+                guest_connect(&vm, &ip.to_string(), port, 10).await?,
+                "guest cannot reach {ip}:{port} through NAT"
             );
             let line = accepted.join().map_err(|_| "accept thread panicked")??;
             assert_eq!(line, "from-guest\n");
         }
         None => println!("no routed host address: NAT egress control not run"),
+    }
+
+    // IPv6, where the host has it: the guest takes an address by SLAAC,
+    // reaches the host's routed IPv6 address, and not the host's `::1`.
+    match host_address_v6() {
+        Some(ip) => {
+            let (r, out, _) = sh(&vm, "ip -6 addr show dev eth0 scope global; ip -6 route").await?;
+            assert!(r.success(), "{r:?}");
+            assert!(out.contains("inet6 "), "no global IPv6 address: {out}");
+            let gateway = out
+                .lines()
+                .find_map(|l| l.strip_prefix("default via "))
+                .and_then(|rest| rest.split_whitespace().next())
+                .ok_or_else(|| format!("no IPv6 default route: {out}"))?
+                .to_owned();
+            let loopback6 = TcpListener::bind("[::1]:0")?;
+            loopback6.set_nonblocking(true)?;
+            let port6 = loopback6.local_addr()?.port();
+            // A link-local gateway needs the interface named.
+            let target = if gateway.starts_with("fe80:") {
+                format!("{gateway}%eth0")
+            } else {
+                gateway.clone()
+            };
+            assert!(
+                !guest_connect(&vm, &target, port6, 3).await?,
+                "reached host ::1 via the IPv6 gateway {gateway}"
+            );
+            assert!(
+                loopback6.accept().is_err(),
+                "the host's ::1 service got a connection from the guest"
+            );
+            let listener = TcpListener::bind((ip, 0))?;
+            let port = listener.local_addr()?.port();
+            let accepted = accept_line(listener);
+            assert!(
+                guest_connect(&vm, &ip.to_string(), port, 10).await?,
+                "guest cannot reach [{ip}]:{port} over IPv6"
+            );
+            let line = accepted.join().map_err(|_| "accept thread panicked")??;
+            assert_eq!(line, "from-guest\n");
+        }
+        None => println!("the host has no IPv6 route: IPv6 NAT checks not run"),
     }
     // DNS goes to the host's resolver; without internet the answer may be
     // an error, so this is shown, not asserted.

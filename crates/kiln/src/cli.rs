@@ -30,6 +30,8 @@ pub enum Command {
     Runs(crate::cmd::runs::RunsArgs),
     /// Print the log of a run `kiln serve` recorded.
     Logs(crate::cmd::logs::LogsArgs),
+    /// Measure boot, exec, streaming and memory of the qemu backend.
+    Bench(crate::cmd::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

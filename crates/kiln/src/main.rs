@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => cmd::serve::run(&args),
         cli::Command::Runs(args) => cmd::runs::run(&args),
         cli::Command::Logs(args) => cmd::logs::run(&args),
+        cli::Command::Bench(args) => cmd::bench::run(&args),
     };
     match result {
         Ok(code) => code.into(),

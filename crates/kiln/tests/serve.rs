@@ -20,6 +20,10 @@ fn kiln() -> Command {
         "KILN_CONFIG",
         "KILN_WEBHOOK_SECRET",
         "KILN_BACKEND",
+        "KILN_GITHUB_TOKEN",
+        "KILN_GITHUB_API_URL",
+        "KILN_GITHUB_APP_ID",
+        "KILN_REPORT",
     ] {
         cmd.env_remove(var);
     }
@@ -90,20 +94,19 @@ fn post(addr: &str, event: &str, delivery: &str, body: &[u8]) -> u16 {
 
 /// `kiln serve` in the background; returns it and its address.
 fn serve(data: &Path) -> (Child, String) {
+    serve_with(data, &["--backend", "local", "--report", "none"], &[])
+}
+
+/// `kiln serve` on 127.0.0.1 with `args` and `env` added.
+fn serve_with(data: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     let mut child = kiln()
-        .args([
-            "serve",
-            "--backend",
-            "local",
-            "--report",
-            "none",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .arg("--data-dir")
         .arg(data)
         .env("KILN_WEBHOOK_SECRET", SECRET)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -305,4 +308,178 @@ fn a_killed_server_restarts_fails_the_interrupted_run_and_reaps_its_vm() {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+}
+
+/// Whether the qemu backend can run here (QEMU and the `minimal` image
+/// under `$KILN_HOME`); prints why not, and fails instead under
+/// `KILN_REQUIRE_QEMU`.
+fn qemu_available() -> bool {
+    use kiln_vm::qemu::SetupError;
+    let why = match kiln_vm::QemuConfig::default_data_dir() {
+        None => "neither KILN_HOME nor HOME is set".to_owned(),
+        Some(home) => {
+            match kiln_vm::QemuConfig::from_data_dir(&home).and_then(kiln_vm::QemuProvider::new) {
+                Ok(_) => return true,
+                Err(
+                    e @ (SetupError::MissingTool { .. }
+                    | SetupError::MissingImage { .. }
+                    | SetupError::NoImage { .. }),
+                ) => e.to_string(),
+                Err(e) => panic!("qemu backend setup failed: {e}"),
+            }
+        }
+    };
+    if std::env::var_os("KILN_REQUIRE_QEMU").is_some() {
+        panic!("KILN_REQUIRE_QEMU is set but the qemu backend cannot run: {why}");
+    }
+    eprintln!("skipping: {why}");
+    false
+}
+
+/// Pids of QEMU and passt processes whose command line mentions `dir`
+/// (other tests run VMs on this machine too: never count them all).
+fn vm_processes_under(dir: &Path) -> Vec<(u32, String)> {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            ((cmdline.contains("qemu-system") || cmdline.contains("passt"))
+                && cmdline.contains(&needle))
+            .then_some((pid, cmdline))
+        })
+        .collect()
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The real binary on the qemu backend, reporting to a fake GitHub:
+/// `kill -9` while a run's step sleeps in its VM, then a new `kiln serve`
+/// on the same data directory reaps the VM (no QEMU process, no state
+/// directory) and fails the run with "runner restarted", at GitHub too.
+#[test]
+fn a_killed_qemu_server_leaves_no_vm_and_reports_the_run_failed() {
+    if !qemu_available() {
+        return;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("kss")
+        .tempdir()
+        .expect("tempdir");
+    let wf = "name: CI\non: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo step-started-in-vm; sleep 30\n";
+    let (bare, sha) = origin(tmp.path(), wf);
+    let data = tmp.path().join("data");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let github = rt.block_on(kiln_github::fake::FakeGitHub::start());
+    let api = github.url();
+    let args = [
+        "--backend",
+        "qemu",
+        "--report",
+        "checks",
+        "--github-api-url",
+        &api,
+        "--max-sessions",
+        "1",
+        "--vm-vcpus",
+        "1",
+        "--vm-memory-mib",
+        "512",
+    ];
+    let env = [("KILN_GITHUB_TOKEN", kiln_github::fake::TEST_TOKEN)];
+    let (mut child, addr) = serve_with(&data, &args, &env);
+    assert_eq!(post(&addr, "push", "slow", &push_payload(&bare, &sha)), 202);
+    let id = {
+        let mut id = None;
+        wait_for("the step to run in its VM", || {
+            let Some(run) = runs_json(&data).into_iter().next() else {
+                return false;
+            };
+            id = run["id"].as_i64();
+            let logs = kiln()
+                .args(["logs", &id.unwrap_or_default().to_string(), "--data-dir"])
+                .arg(&data)
+                .output()
+                .expect("kiln logs");
+            run["state"] == "in_progress"
+                && String::from_utf8_lossy(&logs.stdout).contains("step-started-in-vm")
+        });
+        id.expect("a run id")
+    };
+    wait_for("the check run to be in progress", || {
+        github
+            .check_runs()
+            .iter()
+            .any(|c| c.status == "in_progress")
+    });
+    let qemu_dir = data.join("qemu-vms");
+    assert_eq!(entries(&qemu_dir).len(), 1, "one VM for the run");
+    assert!(
+        vm_processes_under(&data)
+            .iter()
+            .any(|(_, c)| c.contains("qemu-system")),
+        "the run's QEMU is running"
+    );
+
+    signal(&child, nix::sys::signal::Signal::SIGKILL);
+    child.wait().expect("wait");
+    assert!(
+        vm_processes_under(&data)
+            .iter()
+            .any(|(_, c)| c.contains("qemu-system")),
+        "the killed server left its QEMU behind (what the restart must clean up)"
+    );
+    assert_eq!(entries(&qemu_dir).len(), 1, "and its VM state directory");
+
+    let (mut child, _addr) = serve_with(&data, &args, &env);
+    // Recovery is done before the server listens.
+    let left = vm_processes_under(&data);
+    assert!(
+        left.is_empty(),
+        "VM processes left after the restart: {left:?}"
+    );
+    assert_eq!(entries(&qemu_dir), Vec::<String>::new(), "no VM state left");
+    let runs = runs_json(&data);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["id"].as_i64(), Some(id));
+    assert_eq!(runs[0]["conclusion"], "failure", "{runs:?}");
+    assert_eq!(runs[0]["reason"], "runner restarted");
+    wait_for("the failure to be reported to GitHub", || {
+        github.check_runs().iter().any(|c| c.status == "completed")
+    });
+    let checks = github.check_runs();
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(checks[0].head_sha, sha);
+    assert_eq!(
+        checks[0].conclusion.as_deref(),
+        Some("failure"),
+        "{checks:?}"
+    );
+    assert!(
+        format!("{:?}", checks[0].output).contains("runner restarted"),
+        "{:?}",
+        checks[0].output
+    );
+
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    assert!(vm_processes_under(&data).is_empty());
+    drop(github);
 }

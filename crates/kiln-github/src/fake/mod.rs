@@ -196,6 +196,19 @@ impl FakeGitHub {
         self.lock().token_lifetime = Some(lifetime);
     }
 
+    /// The installation tokens minted so far that are still good (neither
+    /// revoked nor expired), with their installation: what a test's git
+    /// server accepts.
+    pub fn valid_tokens(&self) -> Vec<(u64, String)> {
+        let now = std::time::SystemTime::now();
+        self.lock()
+            .tokens
+            .iter()
+            .filter(|t| !t.revoked && t.expires_at > now)
+            .map(|t| (t.installation, t.token.clone()))
+            .collect()
+    }
+
     /// Makes every installation token minted so far invalid (401), as when
     /// GitHub revokes them.
     pub fn revoke_tokens(&self) {

@@ -263,3 +263,76 @@ pub async fn process_gone(pid: u32) -> bool {
     }
     false
 }
+
+/// The image flavour for a test whose steps need git or python3 in the
+/// machine: the `minimal` guest image has neither, the `debian` one has both
+/// (`local` ignores the image: it is the host).
+pub fn image_with_git_and_python() -> String {
+    match Backend::from_env() {
+        Backend::Local => kiln_vm::VmSpec::default().image,
+        Backend::Qemu => "debian".to_owned(),
+    }
+}
+
+/// A barrier for steps running in different machines: each step that runs
+/// [`Rendezvous::wait_script`] blocks until `parties` steps are waiting, so
+/// a test knows they ran at the same time (without timing assumptions).
+///
+/// It is a TCP server in the test process; steps connect with bash's
+/// `/dev/tcp`. Machines of the `local` backend reach it on 127.0.0.1; guests
+/// of the `qemu` backend cannot reach the host's loopback (by design), so it
+/// listens on the host's routed address, which NAT lets them reach.
+pub struct Rendezvous {
+    addr: std::net::SocketAddr,
+}
+
+impl Rendezvous {
+    /// How long a step waits for the others before failing.
+    const PATIENCE_SECS: u64 = 120;
+
+    pub fn new(parties: usize) -> Rendezvous {
+        let ip = match Backend::from_env() {
+            Backend::Local => std::net::IpAddr::from([127, 0, 0, 1]),
+            Backend::Qemu => host_address()
+                .expect("the qemu backend's barrier needs a host address on a default route"),
+        };
+        let listener = std::net::TcpListener::bind((ip, 0)).expect("bind the barrier");
+        let addr = listener.local_addr().expect("barrier address");
+        std::thread::spawn(move || {
+            let mut waiting = Vec::new();
+            while waiting.len() < parties {
+                match listener.accept() {
+                    Ok((conn, _)) => waiting.push(conn),
+                    Err(_) => return,
+                }
+            }
+            for mut conn in waiting {
+                let _ = std::io::Write::write_all(&mut conn, b"go\n");
+            }
+        });
+        Rendezvous { addr }
+    }
+
+    /// bash lines that wait at the barrier (failing the step after
+    /// [`Self::PATIENCE_SECS`]), indented for a `run: |` block at `indent`.
+    pub fn wait_script(&self, indent: usize) -> String {
+        let pad = " ".repeat(indent);
+        format!(
+            "{pad}exec 3<>/dev/tcp/{ip}/{port}\n\
+             {pad}read -r -t {secs} go <&3\n\
+             {pad}[ \"$go\" = go ]\n\
+             {pad}exec 3<&-\n",
+            ip = self.addr.ip(),
+            port = self.addr.port(),
+            secs = Self::PATIENCE_SECS,
+        )
+    }
+}
+
+/// The host's address on its default route, if it has one.
+pub fn host_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    // Connecting a UDP socket only picks a route; nothing is sent.
+    socket.connect("203.0.113.1:9").ok()?;
+    Some(socket.local_addr().ok()?.ip()).filter(|ip| !ip.is_loopback())
+}

@@ -251,6 +251,15 @@ pub async fn start_server(
     provider: Arc<CountingProvider<LocalProvider>>,
     github: &FakeGitHub,
 ) -> Server {
+    start_server_on(c, provider, github).await
+}
+
+/// A server on any backend, reporting to `github` with its test token.
+pub async fn start_server_on(
+    c: ServerConfig,
+    provider: Arc<dyn kiln_vm::VmProvider>,
+    github: &FakeGitHub,
+) -> Server {
     let client = kiln_github::GitHubClient::new(github.token_config()).expect("client");
     let deps = Deps {
         provider,

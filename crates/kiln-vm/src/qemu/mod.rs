@@ -26,6 +26,7 @@
 
 pub mod accel;
 mod agent;
+mod bench;
 pub mod config;
 mod console;
 mod error;
@@ -46,6 +47,7 @@ use kiln_protocol::{AgentClient, ClientConfig};
 use tokio::process::Command;
 
 pub use accel::{Accel, AccelDecision};
+pub use bench::FloorBoot;
 pub use config::{AccelMode, GuestImage, KernelKind, QemuConfig};
 pub use error::SetupError;
 pub use vm::QemuVm;

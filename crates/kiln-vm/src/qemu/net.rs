@@ -12,8 +12,10 @@
 //! The guest's address is static, given to /init on the kernel command line
 //! (no DHCP client needed); DNS queries to [`GUEST_DNS`] go to the host's
 //! first resolver (`--dns-forward`), the only host service deliberately
-//! reachable. IPv4 only: the guest gets no IPv6, so no second, differently
-//! mapped path to the host exists.
+//! reachable. IPv6 is offered where the host has it: passt advertises the
+//! host's prefix and the guest configures itself by SLAAC (build tools and
+//! tests bind `::1` and expect dual stack). `--no-map-gw` covers IPv6 too:
+//! the host's `::1` is not reachable through the guest's gateway.
 
 use std::fs::File;
 use std::path::Path;
@@ -47,7 +49,6 @@ pub(crate) fn passt_args(socket: &Path) -> Vec<std::ffi::OsString> {
         "none",
         "--udp-ports",
         "none",
-        "--ipv4-only",
         "--address",
         GUEST_ADDR,
         "--netmask",
@@ -109,6 +110,7 @@ pub(crate) async fn start_passt(
                 "passt did not create its socket within {SOCKET_WAIT:?}"
             ));
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // passt needs a few ms; a coarse poll would add its own latency.
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

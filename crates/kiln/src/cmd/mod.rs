@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod expr;
 pub mod image;
 pub mod logs;

@@ -17,6 +17,7 @@ use crate::gitinfo::{self, RepoFacts};
 use crate::workflows;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<Code> {
+    init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -90,6 +91,21 @@ async fn run_async(args: &RunArgs) -> anyhow::Result<Code> {
         println!("{json}");
     }
     Ok(if failed { Code::Failure } else { Code::Success })
+}
+
+/// Log lines on stderr, beside the run's display: warnings, and what the
+/// start-up reaping destroyed (which VM directory, whose, which pids), so a
+/// VM killed on the user's behalf is never silent. `RUST_LOG` overrides.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kiln_vm::qemu::reap=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(false)
+        .try_init();
 }
 
 fn provider(backend: Backend) -> anyhow::Result<Arc<dyn VmProvider>> {

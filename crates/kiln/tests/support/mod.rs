@@ -1,6 +1,7 @@
 //! Shared helpers for the black-box tests of the `kiln` binary: a temporary
-//! git repository holding a copy of `examples/`, a private `KILN_HOME`, and
-//! accessors over the `--json` run result.
+//! git repository holding a copy of `examples/`, a private `KILN_HOME`, the
+//! backend runs use (`KILN_TEST_BACKEND`), and accessors over the `--json`
+//! run result.
 
 #![allow(dead_code)] // Each test crate uses a different part of the helpers.
 
@@ -20,16 +21,114 @@ pub fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
+/// The backend `kiln run` uses in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `--backend local`: host processes, no isolation.
+    Local,
+    /// `--backend qemu`: a microVM per run, from the images of the real
+    /// Kiln data directory (`$KILN_HOME`, default `~/.local/share/kiln`).
+    Qemu,
+}
+
+impl Backend {
+    /// From `KILN_TEST_BACKEND`: unset, empty or `local`, or `qemu`.
+    /// Anything else is a mistake in how the tests were started.
+    pub fn from_env() -> Backend {
+        match std::env::var("KILN_TEST_BACKEND").as_deref() {
+            Err(_) | Ok("") | Ok("local") => Backend::Local,
+            Ok("qemu") => Backend::Qemu,
+            Ok(other) => panic!(
+                "KILN_TEST_BACKEND={other:?} is not a known test backend (supported: local, qemu)"
+            ),
+        }
+    }
+
+    /// The `--backend` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Local => "local",
+            Backend::Qemu => "qemu",
+        }
+    }
+
+    /// The directory below `KILN_HOME` where the backend keeps one
+    /// directory per live VM.
+    pub fn vms_dir(self) -> &'static str {
+        match self {
+            Backend::Local => "local-vms",
+            Backend::Qemu => "qemu-vms",
+        }
+    }
+}
+
+/// The Kiln data directory holding the real guest images (`kiln image
+/// build`): `$KILN_HOME`, else `~/.local/share/kiln`.
+pub fn real_data_dir() -> PathBuf {
+    match std::env::var_os("KILN_HOME") {
+        Some(home) => home.into(),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
+            .join(".local/share/kiln"),
+    }
+}
+
+/// Whether qemu tests can run here: the images of `flavours` are built and
+/// QEMU and passt are installed. When they cannot, this prints why and
+/// returns false — unless `KILN_REQUIRE_QEMU` is set (CI), where it panics:
+/// VM tests must run there, never skip.
+pub fn qemu_available(test: &str, flavours: &[&str]) -> bool {
+    let images = real_data_dir().join("images");
+    let mut missing = Vec::new();
+    for flavour in flavours {
+        if !images
+            .join(flavour)
+            .join("current")
+            .join("manifest.json")
+            .is_file()
+        {
+            missing.push(format!("no {flavour} image in {}", images.display()));
+        }
+    }
+    for tool in ["qemu-system-x86_64", "qemu-img", "passt"] {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()));
+        if !found {
+            missing.push(format!("{tool} not on PATH"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let why = missing.join("; ");
+    if std::env::var_os("KILN_REQUIRE_QEMU").is_some() {
+        panic!("{test}: KILN_REQUIRE_QEMU is set but the qemu backend cannot run: {why}");
+    }
+    eprintln!("SKIPPED {test} (run ./scripts/build-images.sh first): {why}");
+    false
+}
+
 /// A scratch directory with a git repository (`repo/`, two commits, the
 /// examples copied into `repo/examples`) and a `KILN_HOME` (`home/`).
+///
+/// `home/` is private to the test, so its VM directories (`local-vms/`,
+/// `qemu-vms/`: where a backend keeps each live VM's state and disk
+/// overlay) belong to this test alone. For the qemu backend `home/images`
+/// is a symlink to the real data directory's images.
 pub struct Repo {
     tmp: TempDir,
+    backend: Backend,
 }
 
 impl Repo {
     /// A repository whose second commit contains the examples; the first
     /// commit only has a README, so full history has exactly two commits.
+    /// Runs use the local backend.
     pub fn with_examples() -> Repo {
+        Repo::with_examples_on(Backend::Local)
+    }
+
+    /// Like [`Repo::with_examples`], with runs on `backend`.
+    pub fn with_examples_on(backend: Backend) -> Repo {
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = tmp.path().join("repo");
         std::fs::create_dir_all(&repo).expect("create repo dir");
@@ -45,7 +144,32 @@ impl Repo {
         copy_dir(&examples_dir(), &repo.join("examples"));
         git(&repo, &["add", "examples"]);
         git(&repo, &["commit", "-q", "-m", "examples"]);
-        Repo { tmp }
+        if backend == Backend::Qemu {
+            let images = real_data_dir().join("images");
+            assert!(
+                images.is_dir(),
+                "the qemu backend needs guest images in {} (./scripts/build-images.sh)",
+                images.display()
+            );
+            let images = std::fs::canonicalize(&images).expect("resolve the images directory");
+            std::os::unix::fs::symlink(&images, tmp.path().join("home/images"))
+                .expect("link the images into the private KILN_HOME");
+        }
+        Repo { tmp, backend }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The VM directories the backend left in this test's `KILN_HOME`.
+    pub fn vm_dirs_left(&self) -> Vec<PathBuf> {
+        let dir = self.home().join(self.backend.vms_dir());
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => entries.map(|e| e.expect("dir entry").path()).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("cannot list {}: {e}", dir.display()),
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -79,13 +203,28 @@ impl Repo {
             .expect("run kiln")
     }
 
-    /// `kiln run examples/NAME --backend local --json EXTRA…`, parsed.
+    /// `kiln run examples/NAME --backend <backend> --json EXTRA…`, parsed.
+    /// Every VM the run allocated must be gone when `kiln` exits: its
+    /// directory (state, disk overlay) is checked here.
     pub fn run_example(&self, name: &str, extra: &[&str]) -> RunOutput {
         let workflow = self.root().join("examples").join(name);
-        let workflow = workflow.to_str().expect("utf-8 path");
-        let mut args = vec!["run", workflow, "--backend", "local", "--json"];
+        self.run_workflow(workflow.to_str().expect("utf-8 path"), extra)
+    }
+
+    /// `kiln run WORKFLOW --backend <backend> --json EXTRA…` (a path
+    /// relative to the repository, or absolute), parsed; checks that no VM
+    /// directory is left.
+    pub fn run_workflow(&self, workflow: &str, extra: &[&str]) -> RunOutput {
+        let mut args = vec!["run", workflow, "--backend", self.backend.name(), "--json"];
         args.extend_from_slice(extra);
-        RunOutput::new(self.kiln(&args))
+        let run = RunOutput::new(self.kiln(&args));
+        let left = self.vm_dirs_left();
+        assert!(
+            left.is_empty(),
+            "VM directories left after `kiln run`: {left:?}\n--- stderr\n{}",
+            run.stderr
+        );
+        run
     }
 }
 
@@ -252,4 +391,114 @@ impl RunOutput {
             self.stderr
         );
     }
+}
+
+/// SHA-256 (hex) of `mib` MiB made of `line` repeated, each MiB cut at
+/// 1,048,576 bytes: what `yes LINE | head -c 1048576` repeated `mib` times
+/// gives. Computed by the host's `sha256sum`, independently of the guest.
+pub fn sha256_of_repeated_mib(line: &str, mib: usize) -> String {
+    use std::io::Write;
+    let unit = format!("{line}\n");
+    let block: Vec<u8> = unit.bytes().cycle().take(1 << 20).collect();
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sha256sum");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for _ in 0..mib {
+            stdin.write_all(&block).expect("feed sha256sum");
+        }
+    }
+    let out = child.wait_with_output().expect("sha256sum");
+    assert!(out.status.success(), "sha256sum failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_string()
+}
+
+/// Checks a run of `examples/guest-features.yml` (either guest image): every
+/// step's lines, computed values included.
+pub fn assert_guest_features(run: &RunOutput, sha: &str) {
+    run.assert_code(0);
+    let job = "features";
+    assert_eq!(
+        run.log(job, "Namespaces"),
+        [
+            "pid inside: 1",
+            "uid inside: 0, uid_map: 0 0 1",
+            "links inside: 1",
+            "own mount namespace"
+        ]
+    );
+    assert_eq!(
+        run.log(job, "Mounts"),
+        [
+            "tmpfs: tmpfs",
+            "bind mount sees: bound",
+            "overlay: merged=added file upper=added lower=file",
+            "mounts below /mnt/kiln-features: 3",
+            "outside: 0 mounts"
+        ]
+    );
+    assert_eq!(
+        run.log(job, "/proc/self"),
+        [
+            "exe is readlink",
+            "fd 7 is this script",
+            "mountinfo root entries: 1"
+        ]
+    );
+    assert_eq!(
+        run.log(job, "IPv6"),
+        [
+            "lo has ::1",
+            "received: hello over ::1",
+            "eth0 has a link-local address",
+            // passt advertises the host's IPv6 prefix, if it has one, and
+            // the guest takes an address by SLAAC (qemu/net.rs).
+            if host_has_ipv6_route() {
+                "eth0 global IPv6 addresses: 1"
+            } else {
+                "eth0 global IPv6 addresses: 0"
+            }
+        ]
+    );
+    let past_4g = 4u64 * 1024 * 1024 * 1024;
+    assert_eq!(
+        run.log(job, "Sparse file past 4 GiB"),
+        [
+            format!("size: {}", 5 * 1024 * 1024 * 1024u64).as_str(),
+            "allocated: under 1 MiB",
+            "read back: past-4GiB-marker",
+            &format!("after shrink: {past_4g}, bytes at the marker: 0"),
+            &format!(
+                "after grow: {}, non-zero bytes at the marker: 0",
+                6 * 1024 * 1024 * 1024u64
+            ),
+        ]
+    );
+    let digest = sha256_of_repeated_mib(&format!("kiln {sha}"), 256);
+    assert_eq!(
+        run.log(job, "256 MiB checksummed"),
+        [
+            format!("bytes: {}", 256u64 << 20).as_str(),
+            &format!("sha256: {digest}")
+        ]
+    );
+}
+
+/// Whether the host routes IPv6 beyond itself (then passt offers the guest
+/// an IPv6 prefix).
+fn host_has_ipv6_route() -> bool {
+    std::net::UdpSocket::bind("[::]:0")
+        .and_then(|socket| {
+            // Connecting a UDP socket only picks a route; nothing is sent.
+            socket.connect("[2001:db8::1]:9")?;
+            socket.local_addr()
+        })
+        .is_ok_and(|addr| !addr.ip().is_loopback())
 }
