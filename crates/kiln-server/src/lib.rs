@@ -120,15 +120,36 @@ pub fn provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError
 /// TODO(qemu): wire `kiln_vm::QemuProvider` here once the backend has landed
 /// (image from `config.vm.image`, state under `config.data_dir`, sizes from
 /// `config.vm`), and let `reap_orphans` clean up its state directory.
+///
+/// With `warm_pool > 0` the provider is a [`kiln_vm::WarmPool`] of that
+/// many idle VMs of `config.vm` (VM limit: sessions + pool); dropping it
+/// at exit destroys the idle VMs.
 pub fn qemu_provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError> {
-    let provider = kiln_vm::qemu::QemuProvider::from_data_dir(&config.data_dir).map_err(|e| {
-        ServeError::Backend {
-            backend: "qemu",
-            message: e.to_string(),
-        }
-    })?;
-    tracing::info!(accel = %provider.accel(), "qemu backend ready");
-    Ok(Arc::new(provider))
+    let backend_error = |message: String| ServeError::Backend {
+        backend: "qemu",
+        message,
+    };
+    let mut qemu = kiln_vm::QemuConfig::from_data_dir(&config.data_dir)
+        .map_err(|e| backend_error(e.to_string()))?;
+    qemu.snapshot_restore = config.snapshot_restore;
+    let provider = kiln_vm::QemuProvider::new(qemu).map_err(|e| backend_error(e.to_string()))?;
+    tracing::info!(
+        accel = %provider.accel(),
+        warm_pool = config.warm_pool,
+        snapshot_restore = config.snapshot_restore,
+        "qemu backend ready"
+    );
+    if config.warm_pool == 0 {
+        return Ok(Arc::new(provider));
+    }
+    let pool = kiln_vm::PoolConfig {
+        specs: vec![config.vm.clone()],
+        ..kiln_vm::PoolConfig::new(
+            config.warm_pool,
+            config.max_concurrent_sessions + config.warm_pool,
+        )
+    };
+    Ok(Arc::new(kiln_vm::WarmPool::new(Arc::new(provider), pool)))
 }
 
 /// The GitHub client of `config`, if reporting is on.
