@@ -16,6 +16,7 @@
 mod error;
 mod exec;
 mod files;
+mod identity;
 pub mod init;
 mod run;
 mod server;

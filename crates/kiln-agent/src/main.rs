@@ -83,7 +83,8 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         }
     };
     let may_power_off = matches!(endpoint, Endpoint::Virtio { .. }) && !args.no_poweroff;
-    let config = AgentConfig { token: args.token };
+    let in_guest = matches!(endpoint, Endpoint::Virtio { .. });
+    let config = AgentConfig::new(args.token).managing_system(in_guest);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
         tokio::select! {

@@ -6,6 +6,7 @@
 //! block in `write(2)`. Memory stays bounded whatever a command prints.
 
 use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -19,6 +20,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::exec::{self, ExecControl};
 use crate::files::{self, Upload};
+use crate::identity;
 
 /// Replies queued for the writer. With output chunks of 64 KiB and data
 /// chunks of 1 MiB this bounds a connection's queue to a few tens of MiB.
@@ -28,10 +30,51 @@ const REPLY_QUEUE: usize = 32;
 /// last replies, when a connection ends.
 const WIND_DOWN: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, Default)]
+/// How the agent answers. Clones share the token, so a token changed by
+/// [`Request::Reidentify`] holds for every later connection too.
+#[derive(Clone, Default)]
 pub struct AgentConfig {
     /// When set, a hello must carry this token.
-    pub token: Option<String>,
+    token: Arc<RwLock<Option<String>>>,
+    /// Whether `Reidentify` changes the machine (hostname, machine id,
+    /// clock, random pool). Only in a guest: an agent tried out on a host
+    /// just takes the new token.
+    manage_system: bool,
+}
+
+impl AgentConfig {
+    pub fn new(token: Option<String>) -> AgentConfig {
+        AgentConfig {
+            token: Arc::new(RwLock::new(token)),
+            manage_system: false,
+        }
+    }
+
+    /// Lets `Reidentify` change the machine itself (see the field).
+    pub fn managing_system(mut self, manage: bool) -> AgentConfig {
+        self.manage_system = manage;
+        self
+    }
+
+    fn token(&self) -> Option<String> {
+        self.token
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_token(&self, token: String) {
+        *self.token.write().unwrap_or_else(PoisonError::into_inner) = Some(token);
+    }
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("token", &self.token().map(|_| "<redacted>"))
+            .field("manage_system", &self.manage_system)
+            .finish()
+    }
 }
 
 /// How a connection ended.
@@ -116,6 +159,18 @@ where
     None
 }
 
+impl AgentConfig {
+    /// Whether `Reidentify` may change the machine.
+    pub(crate) fn manages_system(&self) -> bool {
+        self.manage_system
+    }
+
+    /// Replaces the token for every later hello.
+    pub(crate) fn replace_token(&self, token: String) {
+        self.set_token(token);
+    }
+}
+
 fn reject(message: String) -> Reply {
     Reply::HelloRejected {
         protocol_version: PROTOCOL_VERSION,
@@ -131,7 +186,7 @@ fn check_hello(hello: &Hello, config: &AgentConfig) -> Result<Reply, Reply> {
             hello.protocol_version
         )));
     }
-    match &config.token {
+    match &config.token() {
         Some(token) if !same_secret(token, &hello.token) => Err(reject("invalid token".into())),
         _ => Ok(Reply::HelloOk {
             protocol_version: PROTOCOL_VERSION,
@@ -281,6 +336,13 @@ impl Connection {
             }
             Request::Ping { id } => send(&self.replies, Reply::Pong { id }).await,
             Request::Shutdown { id } => return Some(self.shutdown(id).await),
+            Request::Reidentify { id, identity } => {
+                let reply = match identity::apply(identity, &self.config).await {
+                    Ok(()) => Reply::Ok { id },
+                    Err(message) => Reply::Error { id, message },
+                };
+                send(&self.replies, reply).await;
+            }
         }
         None
     }

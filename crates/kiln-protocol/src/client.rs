@@ -27,8 +27,8 @@ pub use self::error::{ClientError, LostReason};
 pub use self::exec::{ExecHandle, OutputChunk};
 use self::shared::{HANDSHAKE_ID, Pending, Shared, Tasks};
 use crate::{
-    DATA_CHUNK_LEN, ExecRequest, ExitInfo, Hello, KillGrace, PROTOCOL_VERSION, Reply, Request,
-    RequestId,
+    DATA_CHUNK_LEN, ExecRequest, ExitInfo, Hello, Identity, KillGrace, PROTOCOL_VERSION, Reply,
+    Request, RequestId,
 };
 
 /// Timeouts of a connection. The defaults suit a real guest; tests shorten
@@ -332,6 +332,27 @@ impl AgentClient {
         const WHAT: &str = "shutdown";
         let (id, mut pending) = self.shared.register_new()?;
         self.shared.send(&Request::Shutdown { id }).await?;
+        match pending
+            .next(self.shared.config.request_timeout, WHAT)
+            .await?
+        {
+            Reply::Ok { .. } => Ok(()),
+            Reply::Error { message, .. } => Err(ClientError::Remote {
+                what: WHAT,
+                message,
+            }),
+            other => Err(ClientError::unexpected(WHAT, &other)),
+        }
+    }
+
+    /// Gives a restored machine its own identity (see
+    /// [`Request::Reidentify`]); returns once the agent applied it.
+    pub async fn reidentify(&self, identity: Identity) -> Result<(), ClientError> {
+        const WHAT: &str = "reidentify";
+        let (id, mut pending) = self.shared.register_new()?;
+        self.shared
+            .send(&Request::Reidentify { id, identity })
+            .await?;
         match pending
             .next(self.shared.config.request_timeout, WHAT)
             .await?

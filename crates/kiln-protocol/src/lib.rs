@@ -62,7 +62,7 @@ pub mod client;
 pub use codec::{FrameCodec, MessageCodec, decode_message, encode_message, peek_protocol_version};
 pub use error::ProtocolError;
 pub use message::{
-    ExecRequest, ExitInfo, Hello, KillGrace, OutputStream, Reply, Request, RequestId,
+    ExecRequest, ExitInfo, Hello, Identity, KillGrace, OutputStream, Reply, Request, RequestId,
 };
 
 #[cfg(feature = "client")]
@@ -71,7 +71,8 @@ pub use client::{
 };
 
 /// The version of the message set. See the crate docs for when it changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: [`Request::Reidentify`].
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest payload either side accepts or sends.
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;

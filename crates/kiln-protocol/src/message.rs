@@ -58,6 +58,27 @@ pub enum Request {
     Ping { id: RequestId },
     /// Stop every command, sync the disks, answer [`Reply::Ok`], power off.
     Shutdown { id: RequestId },
+    /// Give a machine restored from a snapshot its own identity (new in
+    /// version 2): from now on hellos must carry the new token; the
+    /// hostname, machine id and clock are set and the kernel's random
+    /// generator is reseeded with host randomness. Answered by
+    /// [`Reply::Ok`] once all of it is done, or [`Reply::Error`].
+    Reidentify { id: RequestId, identity: Identity },
+}
+
+/// What makes a restored machine itself rather than a clone of its
+/// snapshot's template.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The token later hellos must carry (the template's stops working).
+    pub token: String,
+    pub hostname: String,
+    /// 32 lowercase hex digits, written to `/etc/machine-id`.
+    pub machine_id: String,
+    /// Host randomness mixed into the guest's pool before a forced reseed.
+    pub entropy: Bytes,
+    /// The host's wall clock (the restored one is as old as the snapshot).
+    pub unix_time_ns: u64,
 }
 
 /// The handshake. `protocol_version` must stay the first field (crate docs).
@@ -184,7 +205,8 @@ impl Request {
             | Request::GetFile { id, .. }
             | Request::GetArchive { id, .. }
             | Request::Ping { id }
-            | Request::Shutdown { id } => Some(*id),
+            | Request::Shutdown { id }
+            | Request::Reidentify { id, .. } => Some(*id),
         }
     }
 }
@@ -217,6 +239,18 @@ impl fmt::Debug for Hello {
             .field("protocol_version", &self.protocol_version)
             .field("token", &"<redacted>")
             .field("kill_grace", &self.kill_grace)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("token", &"<redacted>")
+            .field("hostname", &self.hostname)
+            .field("machine_id", &self.machine_id)
+            .field("entropy_len", &self.entropy.len())
+            .field("unix_time_ns", &self.unix_time_ns)
             .finish()
     }
 }
@@ -283,6 +317,11 @@ impl fmt::Debug for Request {
                 .finish(),
             Request::Ping { id } => f.debug_struct("Ping").field("id", id).finish(),
             Request::Shutdown { id } => f.debug_struct("Shutdown").field("id", id).finish(),
+            Request::Reidentify { id, identity } => f
+                .debug_struct("Reidentify")
+                .field("id", id)
+                .field("identity", identity)
+                .finish(),
         }
     }
 }
@@ -364,7 +403,18 @@ mod tests {
             data: Bytes::from_static(b"file-s3cr3t"),
             more: false,
         };
+        let reidentify = Request::Reidentify {
+            id: 3,
+            identity: Identity {
+                token: "new-s3cr3t".into(),
+                hostname: "kiln-1".into(),
+                machine_id: "0".repeat(32),
+                entropy: Bytes::from_static(b"s3cr3t-entropy"),
+                unix_time_ns: 1,
+            },
+        };
         for shown in [
+            format!("{reidentify:?}"),
             format!("{hello:?}"),
             format!("{exec:?}"),
             format!("{put:?}"),

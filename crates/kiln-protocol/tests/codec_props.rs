@@ -3,8 +3,8 @@
 
 use bytes::{Bytes, BytesMut};
 use kiln_protocol::{
-    ExecRequest, ExitInfo, FrameCodec, Hello, KillGrace, MAX_FRAME_LEN, MessageCodec, OutputStream,
-    ProtocolError, Reply, Request,
+    ExecRequest, ExitInfo, FrameCodec, Hello, Identity, KillGrace, MAX_FRAME_LEN, MessageCodec,
+    OutputStream, ProtocolError, Reply, Request,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -75,6 +75,18 @@ fn request() -> impl Strategy<Value = Request> {
         (id(), text()).prop_map(|(id, dir)| Request::GetArchive { id, dir }),
         id().prop_map(|id| Request::Ping { id }),
         id().prop_map(|id| Request::Shutdown { id }),
+        (id(), text(), text(), text(), bytes(), any::<u64>()).prop_map(
+            |(id, token, hostname, machine_id, entropy, unix_time_ns)| Request::Reidentify {
+                id,
+                identity: Identity {
+                    token,
+                    hostname,
+                    machine_id,
+                    entropy,
+                    unix_time_ns,
+                },
+            }
+        ),
     ]
 }
 

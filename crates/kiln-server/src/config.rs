@@ -132,6 +132,10 @@ pub struct FileConfig {
     /// `owner/name` or `owner/*`; deliveries for others are refused (403).
     pub allowed_repositories: Option<Vec<String>>,
     pub max_concurrent_sessions: Option<usize>,
+    /// VMs kept booted ahead (qemu backend); default 2.
+    pub warm_pool: Option<usize>,
+    /// Start VMs by snapshot restore (qemu backend); default true.
+    pub snapshot_restore: Option<bool>,
     /// How long running runs may finish after SIGTERM, e.g. `"10m"`.
     pub shutdown_grace: Option<String>,
     /// How long deliveries are remembered for deduplication (at least 72h).
@@ -304,6 +308,11 @@ pub struct ServerConfig {
     /// Empty: every repository is accepted.
     pub allowed_repositories: Vec<RepoPattern>,
     pub max_concurrent_sessions: usize,
+    /// Idle VMs kept ready (qemu backend); they come on top of
+    /// `max_concurrent_sessions` in the VM limit.
+    pub warm_pool: usize,
+    /// VMs start by snapshot restore (qemu backend).
+    pub snapshot_restore: bool,
     pub shutdown_grace: Duration,
     pub delivery_retention: Duration,
     pub report: ReportMode,
@@ -333,6 +342,8 @@ impl ServerConfig {
             insecure_no_signature: false,
             allowed_repositories: Vec::new(),
             max_concurrent_sessions: 2,
+            warm_pool: 2,
+            snapshot_restore: true,
             shutdown_grace: Duration::from_secs(600),
             delivery_retention: MIN_DELIVERY_RETENTION,
             report: ReportMode::None,
@@ -430,6 +441,14 @@ impl ServerConfig {
                 format!("{} is not in 1..=1024", config.max_concurrent_sessions),
             ));
         }
+        config.warm_pool = file.warm_pool.unwrap_or(2);
+        if config.warm_pool > 64 {
+            return Err(invalid(
+                "warm_pool",
+                format!("{} is not in 0..=64", config.warm_pool),
+            ));
+        }
+        config.snapshot_restore = file.snapshot_restore.unwrap_or(true);
         if let Some(text) = o.shutdown_grace.or(file.shutdown_grace) {
             config.shutdown_grace = duration("shutdown_grace", &text)?;
         }
@@ -686,6 +705,18 @@ mod tests {
         let file: FileConfig = toml::from_str(text).unwrap();
         assert_eq!(file.vm.as_ref().and_then(|v| v.vcpus), Some(2));
         assert!(file.repositories.contains_key("someone/project"));
+    }
+
+    #[test]
+    fn warm_pool_and_snapshot_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ServerConfig::resolve(FileConfig::default(), base(dir.path())).unwrap();
+        assert_eq!((c.warm_pool, c.snapshot_restore), (2, true));
+        let file: FileConfig = toml::from_str("warm_pool = 0\nsnapshot_restore = false\n").unwrap();
+        let c = ServerConfig::resolve(file, base(dir.path())).unwrap();
+        assert_eq!((c.warm_pool, c.snapshot_restore), (0, false));
+        let file: FileConfig = toml::from_str("warm_pool = 65\n").unwrap();
+        assert!(err(file, base(dir.path())).contains("warm_pool"));
     }
 
     #[test]

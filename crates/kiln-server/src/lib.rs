@@ -119,6 +119,10 @@ pub fn provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError
 /// (default `$KILN_HOME`, where `kiln image build` puts them), each VM's
 /// state under `<data_dir>/qemu-vms/`, so `reap_orphans` at start cleans up
 /// exactly what a previous server on this data directory left.
+///
+/// With `warm_pool > 0` the provider is a [`kiln_vm::WarmPool`] of that
+/// many idle VMs of `config.vm` (VM limit: sessions + pool); dropping it
+/// at exit destroys the idle VMs.
 pub fn qemu_provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError> {
     let backend_error = |message: String| ServeError::Backend {
         backend: "qemu",
@@ -133,10 +137,26 @@ pub fn qemu_provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, Serve
     let mut qemu = kiln_vm::QemuConfig::from_data_dir(&images)
         .map_err(|e| backend_error(execute::error_chain(&e)))?;
     qemu.state_dir = config.data_dir.join("qemu-vms");
+    qemu.snapshot_restore = config.snapshot_restore;
     let provider =
         kiln_vm::QemuProvider::new(qemu).map_err(|e| backend_error(execute::error_chain(&e)))?;
-    tracing::info!(accel = %provider.accel(), "qemu backend ready");
-    Ok(Arc::new(provider))
+    tracing::info!(
+        accel = %provider.accel(),
+        warm_pool = config.warm_pool,
+        snapshot_restore = config.snapshot_restore,
+        "qemu backend ready"
+    );
+    if config.warm_pool == 0 {
+        return Ok(Arc::new(provider));
+    }
+    let pool = kiln_vm::PoolConfig {
+        specs: vec![config.vm.clone()],
+        ..kiln_vm::PoolConfig::new(
+            config.warm_pool,
+            config.max_concurrent_sessions + config.warm_pool,
+        )
+    };
+    Ok(Arc::new(kiln_vm::WarmPool::new(Arc::new(provider), pool)))
 }
 
 /// The GitHub client of `config`, if reporting is on.

@@ -159,6 +159,24 @@ impl Vm for CountingVm {
         stats.live.remove(&self.id);
         result
     }
+
+    /// Not recorded: health checks are the pool's, not the run's.
+    fn is_alive(&self) -> bool {
+        self.alive()
+    }
+
+    async fn health_check(&self) -> Result<(), VmError> {
+        match self.inner.as_deref() {
+            Some(vm) => vm.health_check().await,
+            None => Err(VmError::Released(self.id.to_string())),
+        }
+    }
+}
+
+impl CountingVm {
+    fn alive(&self) -> bool {
+        self.inner.as_deref().is_some_and(|vm| vm.is_alive())
+    }
 }
 
 impl Drop for CountingVm {

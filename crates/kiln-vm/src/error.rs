@@ -69,3 +69,15 @@ impl VmError {
         }
     }
 }
+
+/// An error and its sources on one line, for log fields.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}

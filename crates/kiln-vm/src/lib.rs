@@ -8,7 +8,8 @@
 //!
 //! Backends are modules: [`qemu`] (a fresh QEMU microVM per machine, KVM or
 //! TCG), [`local`] (host processes, no isolation), [`mock`] (in-memory, for
-//! unit tests of the runner's logic). [`counting`] wraps any
+//! unit tests of the runner's logic). [`pool`] keeps pre-allocated machines
+//! of any backend ready to hand out. [`counting`] wraps any
 //! backend and records what happened, which is how tests prove "one VM per
 //! run" on the real path.
 //!
@@ -28,6 +29,7 @@
 //!   was never reached (panic, early return).
 
 pub mod archive;
+pub mod bench;
 pub mod counting;
 pub mod error;
 pub mod exec;
@@ -36,6 +38,7 @@ pub mod layout;
 pub mod local;
 pub mod mock;
 mod path;
+pub mod pool;
 pub mod provider;
 pub mod qemu;
 pub mod spec;
@@ -49,7 +52,8 @@ pub use id::VmId;
 pub use layout::GuestLayout;
 pub use local::LocalProvider;
 pub use mock::{MockProvider, MockResponse};
+pub use pool::{PoolConfig, PoolStats, WarmPool};
 pub use provider::{Allocated, Vm, VmProvider};
-pub use qemu::{QemuConfig, QemuProvider, QemuVm};
+pub use qemu::{QemuConfig, QemuProvider, QemuStats, QemuVm};
 pub use spec::{Network, VmSpec};
 pub use stats::{CountingStats, OpRecord, VmOp};

@@ -82,6 +82,8 @@ struct Shared {
     execs: Vec<MockExec>,
     fail_next: usize,
     live: BTreeSet<VmId>,
+    /// Machines whose health checks fail (and which report not alive).
+    sick: BTreeSet<VmId>,
     fs: BTreeMap<VmId, MockFs>,
 }
 
@@ -129,6 +131,12 @@ impl MockProvider {
     /// Machines allocated and not yet released or dropped.
     pub fn live(&self) -> BTreeSet<VmId> {
         self.lock().live.clone()
+    }
+
+    /// Makes `vm` fail its health checks and report itself dead, as a
+    /// crashed machine would.
+    pub fn make_sick(&self, vm: &VmId) {
+        self.lock().sick.insert(vm.clone());
     }
 
     /// Files of a machine (also after release), path to contents.
@@ -327,6 +335,19 @@ impl Vm for MockVm {
 
     async fn release(self: Box<Self>) -> Result<(), VmError> {
         Ok(()) // Drop marks it dead.
+    }
+
+    fn is_alive(&self) -> bool {
+        let shared = self.provider.lock();
+        shared.live.contains(&self.id) && !shared.sick.contains(&self.id)
+    }
+
+    async fn health_check(&self) -> Result<(), VmError> {
+        if self.is_alive() {
+            Ok(())
+        } else {
+            Err(VmError::Released(self.id.to_string()))
+        }
     }
 }
 

@@ -63,6 +63,19 @@ pub trait Vm: Send + Sync {
 
     /// Destroys the machine: kills what still runs and deletes its storage.
     async fn release(self: Box<Self>) -> Result<(), VmError>;
+
+    /// A cheap, synchronous liveness check (no round trip): false once the
+    /// machine is known to be dead (its process exited, its channel broke).
+    /// The warm pool calls it on every hand-out.
+    fn is_alive(&self) -> bool {
+        true
+    }
+
+    /// Proof of life through the machine's own channel (the qemu backend
+    /// pings its agent). The warm pool runs it on idle machines.
+    async fn health_check(&self) -> Result<(), VmError> {
+        Ok(())
+    }
 }
 
 /// Lets a runner pick a backend at run time and still wrap it (e.g. in

@@ -94,6 +94,17 @@ pub struct RunArgs {
     /// How many VMs may run at once.
     #[arg(long, default_value_t = 4)]
     pub max_sessions: usize,
+    /// Keep this many VMs booted ahead (qemu backend), so later runs and
+    /// jobs start without waiting for one; each still serves one run.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub warm_pool: usize,
+    /// Start VMs by restoring a snapshot of a booted VM (qemu backend, the
+    /// default); without a usable snapshot a VM cold-boots and one is built.
+    #[arg(long, overrides_with = "no_snapshot")]
+    pub snapshot: bool,
+    /// Always cold-boot VMs.
+    #[arg(long)]
+    pub no_snapshot: bool,
     /// Print the full run result as JSON on stdout (progress goes to stderr).
     #[arg(long)]
     pub json: bool,

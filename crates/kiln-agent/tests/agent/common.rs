@@ -39,9 +39,7 @@ pub fn client_config() -> ClientConfig {
 /// An agent task on one end of a socket pair, without a handshake yet.
 pub fn spawn_agent() -> (UnixStream, JoinHandle<ServeOutcome>) {
     let (host, guest) = UnixStream::pair().expect("socket pair");
-    let config = AgentConfig {
-        token: Some(TOKEN.into()),
-    };
+    let config = AgentConfig::new(Some(TOKEN.into()));
     let served = tokio::spawn(async move { serve(guest, &config).await });
     (host, served)
 }

@@ -322,3 +322,39 @@ async fn a_second_hello_starts_over() {
     ));
     assert_eq!(finished(served).await, ServeOutcome::Closed);
 }
+
+fn identity(token: &str, hostname: &str) -> kiln_protocol::Identity {
+    kiln_protocol::Identity {
+        token: token.into(),
+        hostname: hostname.into(),
+        machine_id: "0123456789abcdef0123456789abcdef".into(),
+        entropy: Bytes::from_static(&[7; 32]),
+        unix_time_ns: 1_700_000_000_000_000_000,
+    }
+}
+
+/// After `Reidentify` only the new token opens a session; an agent that
+/// does not manage the system (a socket, here) changes nothing else.
+#[tokio::test]
+async fn reidentify_replaces_the_token() {
+    let agent = start().await;
+    let err = agent
+        .client
+        .reidentify(identity("new-token", "not a hostname"))
+        .await
+        .expect_err("bad hostname");
+    assert!(err.to_string().contains("invalid hostname"), "{err}");
+    agent
+        .client
+        .reidentify(identity("new-token", "kiln-1"))
+        .await
+        .expect("reidentify");
+    agent.client.hello("new-token").await.expect("new token");
+    agent.client.ping().await.expect("ping");
+    let err = agent.client.hello(TOKEN).await.expect_err("old token");
+    assert_eq!(
+        err.to_string(),
+        "agent rejected the handshake: invalid token"
+    );
+    assert_eq!(finished(agent.served).await, ServeOutcome::Closed);
+}

@@ -153,6 +153,8 @@ pub fn probe_boot(
         passt_socket: None,
         disk: None,
         init_args: vec!["kiln.root=none".into(), "kiln.marker=1".into()],
+        qmp_socket: None,
+        incoming: false,
     };
     let started = Instant::now();
     let mut child = Command::new(qemu)

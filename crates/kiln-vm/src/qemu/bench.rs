@@ -12,11 +12,9 @@ use tokio::time::Instant;
 
 use super::launch::LaunchPlan;
 use super::process::Process;
-use super::state::StateDir;
 use super::vm::Machine;
-use super::{BACKEND, QemuProvider, QemuVm, agent, allocation, image_for};
-use crate::archive::blocking;
-use crate::{Network, VmError, VmId, VmSpec};
+use super::{QemuProvider, QemuVm, agent, allocation, image_for};
+use crate::{Network, VmError, VmSpec};
 
 /// How long a floor boot took, from QEMU's spawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,14 +44,8 @@ impl QemuProvider {
         marker: &str,
         timeout: Duration,
     ) -> Result<FloorBoot, VmError> {
-        let image = image_for(&self.config, spec)?;
-        let id = VmId::generate(BACKEND);
-        let base = self.config.state_dir.clone();
-        let id2 = id.clone();
-        let dir = blocking(move || StateDir::create(&base, &id2))
-            .await
-            .map_err(|e| allocation(&id, "cannot create its state directory", Some(e)))?;
-        let mut machine = Machine::new(id.clone(), dir);
+        let image = image_for(&self.core.config, spec)?;
+        let mut machine = self.core.new_machine().await?;
         let result = self
             .floor_in(&mut machine, spec, image, initramfs, marker, timeout)
             .await;
@@ -82,38 +74,38 @@ impl QemuProvider {
         }
         let passt_socket = match spec.network {
             Network::None => None,
-            Network::Nat => Some(self.start_passt(machine).await?),
+            Network::Nat => Some(self.core.start_passt(machine).await?),
         };
         let token = agent::new_token()
             .map_err(|e| allocation(&id, "cannot read /dev/urandom for its token", Some(e)))?;
         let (pidfile, agent_socket) = (machine.dir.qemu_pid(), machine.dir.agent_socket());
-        let mut init_args = vec![format!("kiln.token={token}"), "kiln.root=none".to_owned()];
-        init_args.extend(self.config.extra_kernel_args.iter().cloned());
         let plan = LaunchPlan {
-            accel: self.accel.accel,
+            accel: self.core.accel.accel,
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
             kernel: &image.kernel,
             kernel_kind: image.kernel_kind,
             initramfs,
-            tsc_khz: self.tsc_khz,
+            tsc_khz: self.core.tsc_khz,
             name: id.as_str(),
             pidfile: Some(&pidfile),
             agent_socket: Some(&agent_socket),
             passt_socket: passt_socket.as_deref(),
             disk: None,
-            init_args,
+            init_args: self.core.init_args(&token, false),
+            qmp_socket: None,
+            incoming: false,
         };
         let qemu_log = std::fs::File::create(machine.dir.qemu_log())
             .map_err(|e| allocation(&id, "cannot create qemu.log", Some(e)))?;
-        let mut cmd = Command::new(&self.tools.qemu);
+        let mut cmd = Command::new(&self.core.tools.qemu);
         cmd.args(plan.args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(qemu_log);
         let started = Instant::now();
         let (qemu, stdout) = Process::spawn("qemu", cmd).map_err(|e| {
-            let what = format!("cannot start {}", self.tools.qemu.display());
+            let what = format!("cannot start {}", self.core.tools.qemu.display());
             allocation(&id, &what, Some(e))
         })?;
         machine.qemu = Some(qemu);

@@ -79,6 +79,14 @@ pub struct QemuConfig {
     /// Silence from the agent (despite keepalives) for this long means the
     /// VM is dead: its requests fail instead of hanging.
     pub agent_idle_timeout: Duration,
+    /// Start VMs by restoring a snapshot of a booted template instead of
+    /// booting them (see the `snapshot` module); falls back to a cold boot
+    /// when there is no usable snapshot. Images with a root disk always
+    /// cold-boot.
+    pub snapshot_restore: bool,
+    /// Where snapshots are kept, one directory per image, QEMU and machine
+    /// shape.
+    pub snapshot_dir: PathBuf,
     /// Appended to the guest kernel command line, for debugging
     /// (`kiln.debug=1` traces /init) and for tests. Later `kiln.*`
     /// parameters override earlier ones.
@@ -95,14 +103,16 @@ impl QemuConfig {
             qemu_img_binary: PathBuf::from("qemu-img"),
             passt_binary: PathBuf::from("passt"),
             accel: AccelMode::Auto,
-            state_dir,
             boot_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
             console_log_cap_bytes: 1024 * 1024,
             kill_grace: KillGrace::default(),
             agent_request_timeout: Duration::from_secs(30),
             agent_idle_timeout: Duration::from_secs(20),
+            snapshot_restore: false,
+            snapshot_dir: state_dir.join("snapshots"),
             extra_kernel_args: Vec::new(),
+            state_dir,
         }
     }
 
@@ -118,6 +128,7 @@ impl QemuConfig {
         let store = ImageStore::open(data_dir).map_err(no_image)?;
         let minimal = store.resolve(Flavour::Minimal).map_err(no_image)?;
         let mut config = QemuConfig::new(minimal.into(), data_dir.join("qemu-vms"));
+        config.snapshot_dir = data_dir.join("qemu-snapshots");
         config.debian = store.resolve(Flavour::Debian).ok().map(GuestImage::from);
         Ok(config)
     }

@@ -34,6 +34,11 @@ pub(crate) struct LaunchPlan<'a> {
     pub disk: Option<&'a Path>,
     /// `kiln.*` parameters for /init (token, marker, ...).
     pub init_args: Vec<String>,
+    /// A QMP socket (snapshot templates and restores).
+    pub qmp_socket: Option<&'a Path>,
+    /// `-incoming defer`: wait for QMP `migrate-incoming` instead of
+    /// booting (a restore).
+    pub incoming: bool,
 }
 
 impl LaunchPlan<'_> {
@@ -135,6 +140,16 @@ impl LaunchPlan<'_> {
             );
             a.pair("-device", "virtio-blk-device,drive=disk0");
         }
+        if let Some(socket) = self.qmp_socket {
+            a.pair(
+                "-chardev",
+                with_path("socket,id=qmp,server=on,wait=off,path=", socket),
+            );
+            a.pair("-mon", "chardev=qmp,mode=control");
+        }
+        if self.incoming {
+            a.pair("-incoming", "defer");
+        }
         a.0
     }
 }
@@ -198,6 +213,8 @@ mod tests {
             passt_socket: None,
             disk: None,
             init_args: vec!["kiln.token=ab12".into()],
+            qmp_socket: None,
+            incoming: false,
         }
     }
 

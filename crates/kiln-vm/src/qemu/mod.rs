@@ -13,6 +13,9 @@
 //!   timeout.
 //! - `vm`: [`QemuVm`], the [`Vm`](crate::Vm) operations over that connection.
 //! - `reap`: destroying VMs of dead kiln processes.
+//! - [`snapshot`]: restoring VMs from a saved template instead of booting
+//!   (with a fresh identity), and the fallbacks; `qmp`: the few QMP
+//!   commands that needs.
 //!
 //! # The agent token
 //!
@@ -33,7 +36,9 @@ mod error;
 mod launch;
 mod net;
 mod process;
+mod qmp;
 mod reap;
+pub mod snapshot;
 mod state;
 mod vm;
 
@@ -50,6 +55,7 @@ pub use accel::{Accel, AccelDecision};
 pub use bench::FloorBoot;
 pub use config::{AccelMode, GuestImage, KernelKind, QemuConfig};
 pub use error::SetupError;
+pub use snapshot::{SnapshotInfo, SnapshotStatus};
 pub use vm::QemuVm;
 
 use self::config::Checked;
@@ -68,20 +74,55 @@ pub const FLAVOUR_MINIMAL: &str = "minimal";
 /// through a per-VM overlay.
 pub const FLAVOUR_DEBIAN: &str = "debian";
 
-/// Hands out fresh QEMU microVMs.
+/// Hands out fresh QEMU microVMs. Cheap to clone: clones share one
+/// backend (and its snapshot builds).
+#[derive(Clone)]
 pub struct QemuProvider {
+    core: Arc<Core>,
+}
+
+/// What every VM of a provider shares; background snapshot builds hold it.
+pub(crate) struct Core {
     config: QemuConfig,
     tools: Checked,
     accel: AccelDecision,
     tsc_khz: Option<u64>,
     settings: Arc<VmSettings>,
+    snapshots: snapshot::Snapshots,
+    counters: Counters,
+}
+
+/// What `allocate` did, for tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QemuStats {
+    /// VMs restored from a snapshot by `allocate`.
+    pub restored: u64,
+    /// Restores that failed and fell back to a cold boot.
+    pub restore_failures: u64,
+    /// VMs `allocate` cold-booted (with or without snapshots on).
+    pub cold_boots: u64,
+    /// Snapshot builds started in the background.
+    pub background_builds: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    restored: std::sync::atomic::AtomicU64,
+    restore_failures: std::sync::atomic::AtomicU64,
+    cold_boots: std::sync::atomic::AtomicU64,
+    background_builds: std::sync::atomic::AtomicU64,
+}
+
+fn bump(counter: &std::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 impl std::fmt::Debug for QemuProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QemuProvider")
-            .field("accel", &self.accel)
-            .field("state_dir", &self.config.state_dir)
+            .field("accel", &self.core.accel)
+            .field("state_dir", &self.core.config.state_dir)
+            .field("snapshot_restore", &self.core.config.snapshot_restore)
             .finish_non_exhaustive()
     }
 }
@@ -107,12 +148,17 @@ impl QemuProvider {
         let settings = Arc::new(VmSettings {
             shutdown_timeout: config.shutdown_timeout,
         });
+        let snapshots = snapshot::Snapshots::new(&config, &tools.qemu);
         Ok(QemuProvider {
-            tsc_khz: launch::host_tsc_khz(),
-            config,
-            tools,
-            accel,
-            settings,
+            core: Arc::new(Core {
+                tsc_khz: launch::host_tsc_khz(),
+                config,
+                tools,
+                accel,
+                settings,
+                snapshots,
+                counters: Counters::default(),
+            }),
         })
     }
 
@@ -123,27 +169,221 @@ impl QemuProvider {
 
     /// The accelerator in use and why, for the CLI to print once.
     pub fn accel(&self) -> &AccelDecision {
-        &self.accel
+        &self.core.accel
     }
 
     pub fn config(&self) -> &QemuConfig {
-        &self.config
+        &self.core.config
     }
 
     /// Like [`VmProvider::allocate`], but typed: for callers (tests,
-    /// benchmarks) that want the host-side view of the VM.
+    /// benchmarks) that want the host-side view of the VM. With
+    /// [`QemuConfig::snapshot_restore`] the VM is restored from its
+    /// image's snapshot when there is a usable one; a missing snapshot is
+    /// then built in the background and this VM cold-boots.
     pub async fn allocate_vm(&self, spec: &VmSpec) -> Result<QemuVm, VmError> {
-        let image = image_for(&self.config, spec)?;
+        let image = image_for(&self.core.config, spec)?;
+        if self.core.config.snapshot_restore
+            && let Some(vm) = self.try_restore(spec, image).await
+        {
+            bump(&self.core.counters.restored);
+            return Ok(vm);
+        }
+        bump(&self.core.counters.cold_boots);
+        self.core.cold_boot(spec, image).await
+    }
+
+    /// What `allocate` did so far.
+    pub fn stats(&self) -> QemuStats {
+        let c = &self.core.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        QemuStats {
+            restored: load(&c.restored),
+            restore_failures: load(&c.restore_failures),
+            cold_boots: load(&c.cold_boots),
+            background_builds: load(&c.background_builds),
+        }
+    }
+
+    /// A cold boot, whatever the snapshot settings (for benchmarks).
+    pub async fn cold_boot_vm(&self, spec: &VmSpec) -> Result<QemuVm, VmError> {
+        let image = image_for(&self.core.config, spec)?;
+        self.core.cold_boot(spec, image).await
+    }
+
+    /// Makes sure `spec` has a usable snapshot, building it now (a cold
+    /// boot of a template, then a save) if needed. Works whatever
+    /// [`QemuConfig::snapshot_restore`] says.
+    pub async fn prepare_snapshot(&self, spec: &VmSpec) -> Result<SnapshotInfo, VmError> {
+        let image = image_for(&self.core.config, spec)?;
+        self.core.prepare_snapshot(spec, image).await
+    }
+
+    /// Restores one VM from `spec`'s snapshot, without any fallback: `Err`
+    /// if there is no usable snapshot or the restore fails (for tests and
+    /// benchmarks; [`allocate_vm`](Self::allocate_vm) falls back).
+    pub async fn restore_vm(&self, spec: &VmSpec) -> Result<QemuVm, VmError> {
+        let image = image_for(&self.core.config, spec)?;
+        let snapshot = match self.core.snapshots.find(&self.core, spec, image) {
+            snapshot::Lookup::Found(snapshot) => snapshot,
+            snapshot::Lookup::Missing(why) | snapshot::Lookup::Unsupported(why) => {
+                return Err(VmError::Allocation {
+                    reason: why,
+                    source: None,
+                });
+            }
+        };
+        self.core.restore(spec, image, &snapshot).await
+    }
+
+    /// The snapshot `spec` would be restored from, if there is a usable
+    /// one.
+    pub fn snapshot_info(&self, spec: &VmSpec) -> Option<SnapshotInfo> {
+        match self.snapshot_status(spec) {
+            SnapshotStatus::Ready(info) => Some(info),
+            _ => None,
+        }
+    }
+
+    /// The snapshot `spec` would be restored from, or why there is none
+    /// (for the CLI to say why VMs cold-boot).
+    pub fn snapshot_status(&self, spec: &VmSpec) -> SnapshotStatus {
+        let image = match image_for(&self.core.config, spec) {
+            Ok(image) => image,
+            Err(e) => return SnapshotStatus::Unsupported(e.to_string()),
+        };
+        match self.core.snapshots.find(&self.core, spec, image) {
+            snapshot::Lookup::Found(snapshot) => SnapshotStatus::Ready(snapshot.info()),
+            snapshot::Lookup::Missing(why) => SnapshotStatus::Missing(why),
+            snapshot::Lookup::Unsupported(why) => SnapshotStatus::Unsupported(why),
+        }
+    }
+
+    /// Waits (up to `limit`) for the snapshot builds this provider started
+    /// in the background; returns whether none is left. A process about to
+    /// exit calls it so that the next one finds the snapshot.
+    pub async fn finish_snapshot_builds(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.core.snapshots.builds_in_progress() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
+    /// A restored VM, or `None` (said why) for a cold boot.
+    async fn try_restore(&self, spec: &VmSpec, image: &GuestImage) -> Option<QemuVm> {
+        match self.core.snapshots.find(&self.core, spec, image) {
+            snapshot::Lookup::Found(snapshot) => {
+                match self.core.restore(spec, image, &snapshot).await {
+                    Ok(vm) => return Some(vm),
+                    Err(e) => {
+                        bump(&self.core.counters.restore_failures);
+                        tracing::warn!(
+                            snapshot = %snapshot.dir().display(),
+                            error = %crate::error::chain(&e),
+                            "restoring the snapshot failed: cold boot instead; \
+                             the snapshot is discarded and rebuilt"
+                        );
+                        self.core.snapshots.discard(&snapshot);
+                        self.build_in_background(spec, image);
+                    }
+                }
+            }
+            snapshot::Lookup::Missing(why) => {
+                if self.build_in_background(spec, image) {
+                    tracing::warn!("{why}: cold boot; building a snapshot in the background");
+                }
+            }
+            snapshot::Lookup::Unsupported(why) => {
+                tracing::debug!("{why}: cold boot");
+            }
+        }
+        None
+    }
+
+    /// Starts building `spec`'s snapshot unless a build is under way;
+    /// returns whether it started one.
+    fn build_in_background(&self, spec: &VmSpec, image: &GuestImage) -> bool {
+        let Some(guard) = self.core.snapshots.claim_build(&self.core, spec, image) else {
+            return false;
+        };
+        bump(&self.core.counters.background_builds);
+        let core = self.core.clone();
+        let (spec, image) = (spec.clone(), image.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            match core.build_snapshot(&spec, &image).await {
+                Ok(info) => tracing::info!(
+                    snapshot = %info.dir.display(),
+                    took = ?info.build_time,
+                    "snapshot built"
+                ),
+                Err(e) => tracing::warn!(
+                    error = %crate::error::chain(&e),
+                    "building a snapshot failed; VMs keep cold-booting"
+                ),
+            }
+        });
+        true
+    }
+}
+
+/// How a cold boot brings a VM up.
+pub(crate) struct BootOptions {
+    pub token: String,
+    /// A QMP socket, for saving the VM as a snapshot template.
+    pub qmp: bool,
+    pub client: ClientConfig,
+}
+
+impl Core {
+    /// A fresh VM booted from its kernel.
+    pub(crate) async fn cold_boot(
+        &self,
+        spec: &VmSpec,
+        image: &GuestImage,
+    ) -> Result<QemuVm, VmError> {
+        let machine = self.new_machine().await?;
+        let token = agent::new_token().map_err(|e| {
+            allocation(
+                &machine.id,
+                "cannot read /dev/urandom for its token",
+                Some(e),
+            )
+        })?;
+        let options = BootOptions {
+            token,
+            qmp: false,
+            client: self.client_config(),
+        };
+        self.boot_vm(machine, spec, image, &options).await
+    }
+
+    /// A new VM id and its state directory.
+    pub(crate) async fn new_machine(&self) -> Result<Machine, VmError> {
         let id = VmId::generate(BACKEND);
         let base = self.config.state_dir.clone();
         let id2 = id.clone();
         let dir = blocking(move || StateDir::create(&base, &id2))
             .await
             .map_err(|e| allocation(&id, "cannot create its state directory", Some(e)))?;
-        let mut machine = Machine::new(id.clone(), dir);
+        Ok(Machine::new(id, dir))
+    }
+
+    /// Boots `machine` and makes the guest layout.
+    pub(crate) async fn boot_vm(
+        &self,
+        mut machine: Machine,
+        spec: &VmSpec,
+        image: &GuestImage,
+        options: &BootOptions,
+    ) -> Result<QemuVm, VmError> {
         let boot_started = Instant::now();
-        let client = self.boot(&mut machine, spec, image).await?;
-        tracing::debug!(vm = %id, took = ?boot_started.elapsed(), "qemu vm ready");
+        let client = self.boot(&mut machine, spec, image, options).await?;
+        tracing::debug!(vm = %machine.id, took = ?boot_started.elapsed(), "qemu vm ready");
         let vm = QemuVm {
             machine,
             client,
@@ -154,6 +394,18 @@ impl QemuProvider {
         Ok(vm)
     }
 
+    /// The kernel command line's `kiln.*` parameters for /init.
+    pub(crate) fn init_args(&self, token: &str, has_disk: bool) -> Vec<String> {
+        let mut init_args = vec![
+            format!("kiln.token={token}"),
+            // Explicit either way, whatever default the initramfs was built
+            // with: the overlay is the first virtio disk, `/dev/vda`.
+            format!("kiln.root={}", if has_disk { "/dev/vda" } else { "none" }),
+        ];
+        init_args.extend(self.config.extra_kernel_args.iter().cloned());
+        init_args
+    }
+
     /// Starts passt and QEMU for `machine` and connects to its agent. On
     /// error, `machine` still owns whatever was started (its Drop cleans
     /// up).
@@ -162,6 +414,7 @@ impl QemuProvider {
         machine: &mut Machine,
         spec: &VmSpec,
         image: &GuestImage,
+        options: &BootOptions,
     ) -> Result<AgentClient, VmError> {
         let id = machine.id.clone();
         let disk = match &image.rootfs {
@@ -172,19 +425,9 @@ impl QemuProvider {
             Network::None => None,
             Network::Nat => Some(self.start_passt(machine).await?),
         };
-        let token = agent::new_token()
-            .map_err(|e| allocation(&id, "cannot read /dev/urandom for its token", Some(e)))?;
+        let token = &options.token;
         let (pidfile, agent_socket) = (machine.dir.qemu_pid(), machine.dir.agent_socket());
-        let mut init_args = vec![
-            format!("kiln.token={token}"),
-            // Explicit either way, whatever default the initramfs was built
-            // with: the overlay is the first virtio disk, `/dev/vda`.
-            format!(
-                "kiln.root={}",
-                if disk.is_some() { "/dev/vda" } else { "none" }
-            ),
-        ];
-        init_args.extend(self.config.extra_kernel_args.iter().cloned());
+        let qmp_socket = options.qmp.then(|| machine.dir.qmp_socket());
         let plan = LaunchPlan {
             accel: self.accel.accel,
             vcpus: spec.vcpus,
@@ -198,7 +441,9 @@ impl QemuProvider {
             agent_socket: Some(&agent_socket),
             passt_socket: passt_socket.as_deref(),
             disk: disk.as_deref(),
-            init_args,
+            init_args: self.init_args(token, disk.is_some()),
+            qmp_socket: qmp_socket.as_deref(),
+            incoming: false,
         };
         let progress = self.start_qemu(machine, &plan)?;
         let Some(qemu) = machine.qemu.as_ref() else {
@@ -206,8 +451,8 @@ impl QemuProvider {
         };
         let connected = agent::connect(
             &agent_socket,
-            &token,
-            &self.client_config(),
+            token,
+            &options.client,
             self.config.boot_timeout,
             qemu,
             progress,
@@ -220,7 +465,7 @@ impl QemuProvider {
     }
 
     /// passt for `machine`; returns its socket.
-    async fn start_passt(&self, machine: &mut Machine) -> Result<PathBuf, VmError> {
+    pub(crate) async fn start_passt(&self, machine: &mut Machine) -> Result<PathBuf, VmError> {
         let id = &machine.id;
         let passt = self.tools.passt.as_ref().ok_or_else(|| {
             allocation(
@@ -242,7 +487,7 @@ impl QemuProvider {
 
     /// Starts QEMU with its console pumped into `console.log`; returns the
     /// console's view of /init's progress.
-    fn start_qemu(
+    pub(crate) fn start_qemu(
         &self,
         machine: &mut Machine,
         plan: &LaunchPlan<'_>,
@@ -272,7 +517,7 @@ impl QemuProvider {
         Ok(progress)
     }
 
-    fn client_config(&self) -> ClientConfig {
+    pub(crate) fn client_config(&self) -> ClientConfig {
         ClientConfig {
             request_timeout: self.config.agent_request_timeout,
             keepalive_interval: self.config.agent_idle_timeout / 4,
@@ -325,7 +570,7 @@ impl QemuProvider {
 
 /// The error for a VM whose agent never answered, with what QEMU and the
 /// console said. QEMU is stopped first so the console log is complete.
-async fn boot_failed(machine: &mut Machine, why: &str) -> VmError {
+pub(crate) async fn boot_failed(machine: &mut Machine, why: &str) -> VmError {
     if let Some(qemu) = &machine.qemu {
         qemu.kill_and_wait(Duration::from_secs(2)).await;
     }
@@ -346,7 +591,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn allocation(id: &VmId, why: &str, source: Option<std::io::Error>) -> VmError {
+pub(crate) fn allocation(id: &VmId, why: &str, source: Option<std::io::Error>) -> VmError {
     VmError::Allocation {
         reason: format!("vm {id}: {why}"),
         source,
@@ -384,7 +629,7 @@ fn image_for<'c>(config: &'c QemuConfig, spec: &VmSpec) -> Result<&'c GuestImage
 
 /// The layout's directories exist before the VM is handed out, as on every
 /// backend.
-async fn make_layout_dirs(vm: &QemuVm) -> Result<(), VmError> {
+pub(crate) async fn make_layout_dirs(vm: &QemuVm) -> Result<(), VmError> {
     let mut argv = vec!["mkdir".to_owned(), "-p".to_owned()];
     argv.extend(vm.layout.dirs().iter().map(|d| (*d).to_owned()));
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
@@ -421,11 +666,17 @@ impl VmProvider for QemuProvider {
     /// Kills the QEMU and passt of `qemu-<pid>-...` directories whose
     /// owning process is gone, and deletes the directories.
     async fn reap_orphans(&self) -> Result<usize, VmError> {
-        let base = self.config.state_dir.clone();
-        blocking(move || reap::reap(&base)).await.map_err(|e| {
+        let base = self.core.config.state_dir.clone();
+        let snapshots = self.core.snapshots.clone();
+        blocking(move || {
+            snapshots.remove_stale_builds();
+            reap::reap(&base)
+        })
+        .await
+        .map_err(|e| {
             VmError::io(
                 "reap orphans in",
-                &self.config.state_dir.to_string_lossy(),
+                &self.core.config.state_dir.to_string_lossy(),
                 e,
             )
         })

@@ -17,6 +17,7 @@ const CONSOLE_LOG: &str = "console.log";
 const QEMU_LOG: &str = "qemu.log";
 const PASST_LOG: &str = "passt.log";
 const OVERLAY: &str = "overlay.qcow2";
+const QMP_SOCKET: &str = "qmp.sock";
 
 /// `sun_path` holds 108 bytes including the terminating NUL.
 pub(crate) const MAX_SOCKET_PATH: usize = 107;
@@ -71,6 +72,9 @@ impl StateDir {
     }
     pub fn overlay(&self) -> PathBuf {
         self.path.join(OVERLAY)
+    }
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.path.join(QMP_SOCKET)
     }
 
     /// Deletes the directory; already gone is fine.

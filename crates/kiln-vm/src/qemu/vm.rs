@@ -350,6 +350,21 @@ impl Vm for QemuVm {
         tracing::debug!(vm = %self.machine.id, graceful, "released qemu vm");
         destroyed
     }
+
+    /// QEMU still runs and the agent connection is up.
+    fn is_alive(&self) -> bool {
+        let qemu_runs = self
+            .machine
+            .qemu
+            .as_ref()
+            .is_some_and(|q| q.exited().is_none());
+        qemu_runs && self.client.lost().is_none()
+    }
+
+    /// An agent ping.
+    async fn health_check(&self) -> Result<(), VmError> {
+        self.ping().await.map(drop)
+    }
 }
 
 impl QemuVm {
