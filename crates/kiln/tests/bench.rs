@@ -127,6 +127,9 @@ fn every_entry_reports_its_numbers() {
             ("boot_floor", 1),
             ("boot_floor_exit", 1),
             ("cold_boot_ready", 1),
+            // At least 20 samples each, whatever -n says (issue #5).
+            ("restore_ready", 20),
+            ("pool_allocate", 20),
             ("exec_roundtrip", 1),
             ("stream_100mib", 1),
             ("idle_vm_rss_mib", 1),
@@ -143,6 +146,8 @@ fn every_entry_reports_its_numbers() {
         median("idle_passt_rss_mib") < median("idle_vm_rss_mib"),
         "{map:#?}"
     );
+    // A restore skips the kernel's boot: it beats booting to a bare /init.
+    assert!(median("restore_ready") < median("boot_floor"), "{map:#?}");
     assert!(home.path().join("bench/floor-minimal.cpio").is_file());
     assert_no_vms_left(home.path());
 }

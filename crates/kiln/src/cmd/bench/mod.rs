@@ -90,6 +90,10 @@ const FLOOR_TARGET: f64 = 1.15;
 /// The minimal kernel's `cold_boot_ready` should be at most this share of
 /// the stock kernel's.
 const STOCK_TARGET: f64 = 0.60;
+/// `restore_ready` should be at most this share of `cold_boot_ready`.
+const RESTORE_TARGET: f64 = 0.5;
+/// `pool_allocate` median and p90 should be under these (ms).
+const POOL_TARGET_MS: (f64, f64) = (5.0, 20.0);
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<Code> {
     // `RUST_LOG=kiln_vm=debug` shows the steps of each allocation.
@@ -204,7 +208,9 @@ fn targets(
             image.initramfs.clone()
         };
         // The state directory `kiln run` uses.
-        let config = QemuConfig::new(GuestImage::from(image), data_dir.join("qemu-vms"));
+        let mut config = QemuConfig::new(GuestImage::from(image), data_dir.join("qemu-vms"));
+        // Snapshots where `kiln run` keeps them: built once, shared.
+        config.snapshot_dir = data_dir.join("qemu-snapshots");
         let provider = QemuProvider::new(config).with_context(|| {
             format!(
                 "cannot set up the qemu backend for the {} kernel \
@@ -258,7 +264,14 @@ async fn measure(
                 .collect()
         })
         .collect();
-    for round in 0..warmup + samples {
+    // Entries may take more samples than `samples` (see `Entry::samples`).
+    let rounds = jobs
+        .iter()
+        .filter(|(entry, _)| entry.shape() == Shape::Fresh)
+        .map(|(entry, _)| entry.samples(samples))
+        .max()
+        .unwrap_or(0);
+    for round in 0..warmup + rounds {
         for (i, &(entry, target)) in jobs.iter().enumerate() {
             let n = entry.samples(samples);
             if entry.shape() != Shape::Fresh || round >= warmup + n {
@@ -429,6 +442,22 @@ fn verdicts(rows: &[(Series, Summary)]) -> Vec<String> {
             line.push_str(&format!("; per round: median {:.0} %", paired * 100.0));
         }
         lines.push(line);
+    }
+    if let (Some(r), Some(c)) = (median("restore_ready"), median("cold_boot_ready")) {
+        let share = r / c;
+        lines.push(format!(
+            "restore_ready / cold_boot_ready = {share:.2} (target <= {RESTORE_TARGET:.2}: {})",
+            met(share <= RESTORE_TARGET)
+        ));
+    }
+    if let Some((_, s)) = find("pool_allocate") {
+        let (median_target, p90_target) = POOL_TARGET_MS;
+        lines.push(format!(
+            "pool_allocate median {:.2} ms, p90 {:.2} ms (target < {median_target} ms, < {p90_target} ms: {})",
+            s.median,
+            s.p90,
+            met(s.median < median_target && s.p90 < p90_target)
+        ));
     }
     lines
 }
