@@ -212,6 +212,8 @@ pub struct Overrides {
     pub insecure_no_signature: bool,
     pub allowed_repositories: Vec<String>,
     pub max_concurrent_sessions: Option<usize>,
+    pub warm_pool: Option<usize>,
+    pub snapshot_restore: Option<bool>,
     pub shutdown_grace: Option<String>,
     pub delivery_retention: Option<String>,
     pub report: Option<ReportMode>,
@@ -441,14 +443,14 @@ impl ServerConfig {
                 format!("{} is not in 1..=1024", config.max_concurrent_sessions),
             ));
         }
-        config.warm_pool = file.warm_pool.unwrap_or(2);
+        config.warm_pool = o.warm_pool.or(file.warm_pool).unwrap_or(2);
         if config.warm_pool > 64 {
             return Err(invalid(
                 "warm_pool",
                 format!("{} is not in 0..=64", config.warm_pool),
             ));
         }
-        config.snapshot_restore = file.snapshot_restore.unwrap_or(true);
+        config.snapshot_restore = o.snapshot_restore.or(file.snapshot_restore).unwrap_or(true);
         if let Some(text) = o.shutdown_grace.or(file.shutdown_grace) {
             config.shutdown_grace = duration("shutdown_grace", &text)?;
         }
@@ -717,6 +719,15 @@ mod tests {
         assert_eq!((c.warm_pool, c.snapshot_restore), (0, false));
         let file: FileConfig = toml::from_str("warm_pool = 65\n").unwrap();
         assert!(err(file, base(dir.path())).contains("warm_pool"));
+        // Flags and KILN_* variables win over the file.
+        let file: FileConfig = toml::from_str("warm_pool = 3\nsnapshot_restore = true\n").unwrap();
+        let overrides = Overrides {
+            warm_pool: Some(0),
+            snapshot_restore: Some(false),
+            ..base(dir.path())
+        };
+        let c = ServerConfig::resolve(file, overrides).unwrap();
+        assert_eq!((c.warm_pool, c.snapshot_restore), (0, false));
     }
 
     #[test]

@@ -490,7 +490,9 @@ fn runs_leave_no_process_overlay_or_state_directory() {
     );
 
     // The control: a live run's VM is visible to these checks.
-    let mut live = Background::start(&repo, "gated.yml", &["--image", "debian"]);
+    // Cold boot: no background snapshot build, so the run's VM is
+    // the only one in the state directory.
+    let mut live = Background::start(&repo, "gated.yml", &["--image", "debian", "--no-snapshot"]);
     let mut conn = gate.arrived(&mut live.child);
     let dirs = repo.vm_dirs_left();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
@@ -556,7 +558,9 @@ fn kill_9_mid_run_then_the_next_start_reaps_the_orphan() {
         ),
     )
     .expect("write");
-    let mut doomed = Background::start(&repo, "slow.yml", &["--image", "debian"]);
+    // Cold boot: no background snapshot build, so the run's VM is
+    // the only one in the state directory.
+    let mut doomed = Background::start(&repo, "slow.yml", &["--image", "debian", "--no-snapshot"]);
     let _conn = gate.arrived(&mut doomed.child);
     let dirs = repo.vm_dirs_left();
     assert_eq!(dirs.len(), 1, "{dirs:?}");

@@ -402,6 +402,11 @@ fn a_killed_qemu_server_leaves_no_vm_and_reports_the_run_failed() {
         "1",
         "--vm-memory-mib",
         "512",
+        // Only the run's VM: no idle pooled VMs, no snapshot template.
+        "--warm-pool",
+        "0",
+        "--snapshot-restore",
+        "false",
     ];
     let env = [("KILN_GITHUB_TOKEN", kiln_github::fake::TEST_TOKEN)];
     let (mut child, addr) = serve_with(&data, &args, &env);

@@ -47,6 +47,14 @@ pub struct ServeArgs {
     /// How many VMs may run at once [default: 2].
     #[arg(long = "max-sessions", value_name = "N", env = "KILN_MAX_SESSIONS")]
     pub max_sessions: Option<usize>,
+    /// Idle VMs kept booted for the next runs (qemu; 0 turns the pool off)
+    /// [default: 2].
+    #[arg(long, value_name = "N", env = "KILN_WARM_POOL")]
+    pub warm_pool: Option<usize>,
+    /// Start VMs by restoring a snapshot of a booted one (qemu)
+    /// [default: true].
+    #[arg(long, value_name = "BOOL", env = "KILN_SNAPSHOT_RESTORE")]
+    pub snapshot_restore: Option<bool>,
     /// How long running runs may finish after SIGTERM [default: 10m].
     #[arg(long, value_name = "DURATION", env = "KILN_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
@@ -138,6 +146,8 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         insecure_no_signature: args.insecure_no_signature,
         allowed_repositories: args.allowed_repositories.clone(),
         max_concurrent_sessions: args.max_sessions,
+        warm_pool: args.warm_pool,
+        snapshot_restore: args.snapshot_restore,
         shutdown_grace: args.shutdown_grace.clone(),
         delivery_retention: args.delivery_retention.clone(),
         report: args.report,

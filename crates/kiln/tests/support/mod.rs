@@ -113,7 +113,7 @@ pub fn qemu_available(test: &str, flavours: &[&str]) -> bool {
 /// `home/` is private to the test, so its VM directories (`local-vms/`,
 /// `qemu-vms/`: where a backend keeps each live VM's state and disk
 /// overlay) belong to this test alone. For the qemu backend `home/images`
-/// is a symlink to the real data directory's images.
+/// and `home/qemu-snapshots` are symlinks to the real data directory's.
 pub struct Repo {
     tmp: TempDir,
     backend: Backend,
@@ -154,6 +154,12 @@ impl Repo {
             let images = std::fs::canonicalize(&images).expect("resolve the images directory");
             std::os::unix::fs::symlink(&images, tmp.path().join("home/images"))
                 .expect("link the images into the private KILN_HOME");
+            // Snapshots are shared too: built once by the first run that
+            // needs one, restored by the others (as for a user).
+            let snapshots = real_data_dir().join("qemu-snapshots");
+            std::fs::create_dir_all(&snapshots).expect("create the snapshot directory");
+            std::os::unix::fs::symlink(&snapshots, tmp.path().join("home/qemu-snapshots"))
+                .expect("link the snapshots into the private KILN_HOME");
         }
         Repo { tmp, backend }
     }
