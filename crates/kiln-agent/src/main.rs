@@ -50,7 +50,7 @@ fn unix_path(addr: &str) -> anyhow::Result<PathBuf> {
 
 fn main() -> ExitCode {
     if kiln_agent::init::is_pid1() {
-        kiln_agent::init::run_as_init();
+        kiln_agent::init::split_as_init();
     }
     tracing_subscriber::fmt()
         .with_env_filter(

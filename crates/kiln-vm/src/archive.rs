@@ -41,6 +41,25 @@ pub fn pack_dir(dir: &Path) -> io::Result<Vec<u8>> {
     builder.into_inner()
 }
 
+/// A tar of just the directories `dirs` (absolute guest paths, mode 0755),
+/// to unpack at `/`: `mkdir -p` without a process, which under TCG saves a
+/// fork and exec per VM.
+pub fn dirs_tar(dirs: &[&str]) -> io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for dir in dirs {
+        let relative = dir.trim_start_matches('/');
+        if relative.is_empty() {
+            continue;
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_size(0);
+        builder.append_data(&mut header, relative, io::empty())?;
+    }
+    builder.into_inner()
+}
+
 /// Unpacks `tar` below `dir`, creating it. Entries that would land outside
 /// `dir` (`..`, absolute paths, through symlinks) are refused by the tar crate.
 pub fn unpack_into(tar: &[u8], dir: &Path) -> io::Result<()> {
@@ -60,4 +79,26 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn dirs_tar_makes_each_directory_and_its_parents() -> io::Result<()> {
+        let root = tempfile::tempdir()?;
+        std::fs::create_dir(root.path().join("home"))?;
+        let tar = dirs_tar(&["/home/runner/work", "/home/runner/_tool", "/", "/opt/x"])?;
+        unpack_into(&tar, root.path())?;
+        for dir in ["home/runner/work", "home/runner/_tool", "opt/x"] {
+            let meta = std::fs::metadata(root.path().join(dir))?;
+            assert!(meta.is_dir(), "{dir}");
+            assert_eq!(meta.permissions().mode() & 0o777, 0o755, "{dir}");
+        }
+        // Unpacking again over existing directories is fine.
+        unpack_into(&tar, root.path())
+    }
 }

@@ -64,7 +64,7 @@ use self::process::Process;
 use self::state::StateDir;
 use self::vm::{Machine, VmSettings};
 use crate::archive::blocking;
-use crate::{Allocated, ExecRequest, GuestLayout, Network, VmError, VmId, VmProvider, VmSpec};
+use crate::{Allocated, GuestLayout, Network, VmError, VmId, VmProvider, VmSpec};
 
 const BACKEND: &str = "qemu";
 
@@ -630,22 +630,14 @@ fn image_for<'c>(config: &'c QemuConfig, spec: &VmSpec) -> Result<&'c GuestImage
 /// The layout's directories exist before the VM is handed out, as on every
 /// backend.
 pub(crate) async fn make_layout_dirs(vm: &QemuVm) -> Result<(), VmError> {
-    let mut argv = vec!["mkdir".to_owned(), "-p".to_owned()];
-    argv.extend(vm.layout.dirs().iter().map(|d| (*d).to_owned()));
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let req = ExecRequest::new(argv).cwd("/");
-    let result = crate::Vm::exec(vm, req, tx).await?;
-    if result.success() {
-        Ok(())
-    } else {
-        Err(VmError::Allocation {
-            reason: format!(
-                "vm {}: cannot create the guest layout ({result:?})",
-                vm.machine.id
-            ),
+    let tar = crate::archive::dirs_tar(&vm.layout.dirs())
+        .map_err(|e| allocation(&vm.machine.id, "cannot archive the guest layout", Some(e)))?;
+    crate::Vm::put_archive(vm, "/", tar)
+        .await
+        .map_err(|e| VmError::Allocation {
+            reason: format!("vm {}: cannot create the guest layout: {e}", vm.machine.id),
             source: None,
         })
-    }
 }
 
 #[async_trait]
