@@ -127,7 +127,7 @@ impl Builder<'_> {
                 what: "agent binary",
                 path: opts.agent_path.clone(),
                 fix: "build it with `RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' \
-                      cargo build --release \
+                      cargo build --profile agent \
                       --target x86_64-unknown-linux-gnu -p kiln-agent --target-dir target/agent`",
             });
         }

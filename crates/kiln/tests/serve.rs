@@ -93,12 +93,12 @@ fn post(addr: &str, event: &str, delivery: &str, body: &[u8]) -> u16 {
 }
 
 /// `kiln serve` in the background; returns it and its address.
-fn serve(data: &Path) -> (Child, String) {
+fn serve(data: &Path) -> (Server, String) {
     serve_with(data, &["--backend", "local", "--report", "none"], &[])
 }
 
 /// `kiln serve` on 127.0.0.1 with `args` and `env` added.
-fn serve_with(data: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+fn serve_with(data: &Path, args: &[&str], env: &[(&str, &str)]) -> (Server, String) {
     let mut child = kiln()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
@@ -124,7 +124,34 @@ fn serve_with(data: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, Strin
     };
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (Server(child), addr)
+}
+
+/// A `kiln serve` process, killed if a failing test leaves it running (it
+/// would keep its VMs alive long after the test).
+struct Server(Child);
+
+impl std::ops::Deref for Server {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            // SIGTERM: the server releases its VMs before it exits.
+            signal(&self.0, nix::sys::signal::Signal::SIGTERM);
+            let _ = self.0.wait();
+        }
+    }
 }
 
 fn runs_json(data: &Path) -> Vec<Value> {

@@ -38,8 +38,10 @@ use super::process::Process;
 /// Pause before reconnecting after a refused connect or a hang-up.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// How long past /init's last line the first hello may go unanswered; each
-/// retry waits twice as long.
-const AFTER_INIT: Duration = Duration::from_secs(2);
+/// retry waits twice as long. The agent answers ~100 ms after that line
+/// under TCG; a missed notice costs this much, an early retry only a
+/// reconnect (the agent starts its session over).
+const AFTER_INIT: Duration = Duration::from_millis(300);
 /// An attempt's length while no /init line was seen.
 const WITHOUT_INIT: Duration = Duration::from_secs(10);
 

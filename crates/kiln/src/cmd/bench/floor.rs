@@ -1,7 +1,10 @@
-//! The boot floor's initramfs: busybox and a three-line `/init` that prints
-//! [`MARKER`] and powers the machine off, nothing else. Written here as a
-//! newc cpio (so `/dev/console` can be a device node without root), cached
-//! in `<data>/bench/` and rewritten only when its bytes would change.
+//! The boot floor's initramfs: the image's own initramfs with a second
+//! archive appended whose `/init` prints [`MARKER`] and powers the machine
+//! off, nothing else. The kernel unpacks concatenated archives in order, so
+//! everything of the image is unpacked as for a kiln VM (the same bytes to
+//! load and copy) and only `/init` differs: the floor is the same QEMU,
+//! kernel and initramfs with a bare /init. Cached in `<data>/bench/` and
+//! rewritten only when its bytes would change.
 
 use std::path::{Path, PathBuf};
 
@@ -11,15 +14,16 @@ use kiln_image::KernelKind;
 /// What the floor's /init prints; nothing else on the console contains it.
 pub const MARKER: &str = "KILN-FLOOR-MARKER";
 
-/// busybox-static, as `scripts/build-initramfs.sh` uses it.
-const BUSYBOX: &str = "/bin/busybox";
-
-/// The cached floor initramfs for `kind`, (re)written if needed.
-pub fn initramfs(data_dir: &Path, kind: KernelKind) -> anyhow::Result<PathBuf> {
-    let busybox = std::fs::read(BUSYBOX).with_context(|| {
-        format!("cannot read {BUSYBOX} for the boot-floor initramfs: run ./scripts/setup.sh")
-    })?;
-    let bytes = archive(&busybox, &init_script(kind));
+/// The cached floor initramfs for `kind` over `image_initramfs`,
+/// (re)written if needed.
+pub fn initramfs(
+    data_dir: &Path,
+    kind: KernelKind,
+    image_initramfs: &Path,
+) -> anyhow::Result<PathBuf> {
+    let mut bytes = std::fs::read(image_initramfs)
+        .with_context(|| format!("cannot read {}", image_initramfs.display()))?;
+    bytes.extend_from_slice(&overlay(&init_script(kind)));
     let dir = data_dir.join("bench");
     let path = dir.join(format!("floor-{}.cpio", kind.as_str()));
     if std::fs::read(&path).is_ok_and(|old| old == bytes) {
@@ -38,7 +42,7 @@ pub fn initramfs(data_dir: &Path, kind: KernelKind) -> anyhow::Result<PathBuf> {
 
 /// Print the marker, power off the way kiln's /init does: ACPI S5 on the
 /// stock kernel; a triple-fault reset (`reboot=t`, `-no-reboot`) on the
-/// minimal kernel, which has no ACPI.
+/// minimal kernel, which has no ACPI. busybox is the image's.
 fn init_script(kind: KernelKind) -> String {
     let off = match kind {
         KernelKind::Stock => "poweroff",
@@ -47,14 +51,14 @@ fn init_script(kind: KernelKind) -> String {
     format!("#!/bin/busybox sh\necho {MARKER}\nexec /bin/busybox {off} -f\n")
 }
 
-fn archive(busybox: &[u8], init: &str) -> Vec<u8> {
+/// The appended archive: `/init`, and the console node the kernel opens as
+/// init's stdio (in case the image was built without root, which cannot
+/// make device nodes).
+fn overlay(init: &str) -> Vec<u8> {
     let mut cpio = Cpio::default();
-    for dir in ["bin", "dev", "proc", "sys"] {
-        cpio.entry(dir, 0o040_755, (0, 0), &[]);
-    }
-    // Char device 5:1: the kernel opens it as init's stdin/stdout/stderr.
+    cpio.entry("dev", 0o040_755, (0, 0), &[]);
+    // Char device 5:1.
     cpio.entry("dev/console", 0o020_600, (5, 1), &[]);
-    cpio.entry("bin/busybox", 0o100_755, (0, 0), busybox);
     cpio.entry("init", 0o100_755, (0, 0), init.as_bytes());
     cpio.entry("TRAILER!!!", 0, (0, 0), &[]);
     cpio.out
@@ -140,31 +144,34 @@ mod tests {
     }
 
     #[test]
-    fn the_archive_is_valid_newc_with_a_console_node() {
-        let bytes = archive(b"BUSYBOX", &init_script(KernelKind::Minimal));
+    fn the_overlay_is_valid_newc_with_a_console_node_and_init() {
+        let bytes = overlay(&init_script(KernelKind::Minimal));
         assert_eq!(bytes.len() % 4, 0);
         let entries = parse(&bytes);
         let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "bin",
-                "dev",
-                "proc",
-                "sys",
-                "dev/console",
-                "bin/busybox",
-                "init"
-            ]
-        );
-        let console = &entries[4];
+        assert_eq!(names, ["dev", "dev/console", "init"]);
+        let console = &entries[1];
         assert_eq!((console.1, console.2), (0o020_600, (5, 1)));
-        assert_eq!(entries[5].3, b"BUSYBOX");
-        let init = String::from_utf8(entries[6].3.clone()).expect("utf-8");
-        assert_eq!(entries[6].1, 0o100_755);
+        let init = String::from_utf8(entries[2].3.clone()).expect("utf-8");
+        assert_eq!(entries[2].1, 0o100_755);
         assert!(init.starts_with("#!/bin/busybox sh\n"), "{init}");
         assert!(init.contains(&format!("echo {MARKER}\n")), "{init}");
         assert!(init.ends_with("reboot -f\n"), "{init}");
         assert!(init_script(KernelKind::Stock).ends_with("poweroff -f\n"));
+    }
+
+    #[test]
+    fn the_floor_is_the_image_initramfs_then_the_overlay() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let image = dir.path().join("initramfs.cpio");
+        std::fs::write(&image, b"IMAGE-ARCHIVE")?;
+        let floor = initramfs(dir.path(), KernelKind::Minimal, &image)?;
+        let bytes = std::fs::read(&floor)?;
+        assert!(bytes.starts_with(b"IMAGE-ARCHIVE"));
+        assert_eq!(
+            &bytes[b"IMAGE-ARCHIVE".len()..],
+            overlay(&init_script(KernelKind::Minimal)).as_slice()
+        );
+        Ok(())
     }
 }

@@ -203,7 +203,7 @@ fn targets(
     let mut targets = Vec::new();
     for (kind, image) in images::resolve(data_dir, kinds)? {
         let floor_initramfs = if selected.contains(&Entry::BootFloor) {
-            floor::initramfs(data_dir, kind)?
+            floor::initramfs(data_dir, kind, &image.initramfs)?
         } else {
             image.initramfs.clone()
         };
