@@ -96,22 +96,22 @@ pub struct Deps {
 
 impl Deps {
     /// The backend and GitHub client the configuration asks for.
-    pub fn from_config(config: &ServerConfig) -> Result<Deps, ServeError> {
+    pub async fn from_config(config: &ServerConfig) -> Result<Deps, ServeError> {
         Ok(Deps {
-            provider: provider(config)?,
+            provider: provider(config).await?,
             reporter: reporter(config)?,
         })
     }
 }
 
 /// The VM backend of `config`.
-pub fn provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError> {
+pub async fn provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError> {
     match config.backend {
         Backend::Local => {
             tracing::warn!("{}", LocalProvider::ISOLATION_WARNING);
             Ok(Arc::new(LocalProvider::new(config.data_dir.join("vms"))))
         }
-        Backend::Qemu => qemu_provider(config),
+        Backend::Qemu => qemu_provider(config).await,
     }
 }
 
@@ -122,8 +122,10 @@ pub fn provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError
 ///
 /// With `warm_pool > 0` the provider is a [`kiln_vm::WarmPool`] of that
 /// many idle VMs of `config.vm` (VM limit: sessions + pool); dropping it
-/// at exit destroys the idle VMs.
-pub fn qemu_provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError> {
+/// at exit destroys the idle VMs. With snapshot restore on, the snapshot is
+/// made before the pool starts: a build in the background, during a pool
+/// refill, would run a template VM beyond that limit.
+pub async fn qemu_provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, ServeError> {
     let backend_error = |message: String| ServeError::Backend {
         backend: "qemu",
         message,
@@ -148,6 +150,12 @@ pub fn qemu_provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>, Serve
     );
     if config.warm_pool == 0 {
         return Ok(Arc::new(provider));
+    }
+    if config.snapshot_restore {
+        match provider.prepare_snapshot(&config.vm).await {
+            Ok(info) => tracing::info!(snapshot = %info.dir.display(), "vm snapshot ready"),
+            Err(e) => tracing::warn!("cannot make the vm snapshot, VMs will cold-boot: {e}"),
+        }
     }
     let pool = kiln_vm::PoolConfig {
         specs: vec![config.vm.clone()],

@@ -515,3 +515,80 @@ fn a_killed_qemu_server_leaves_no_vm_and_reports_the_run_failed() {
     assert!(vm_processes_under(&data).is_empty());
     drop(github);
 }
+
+/// With a warm pool and snapshot restore (the defaults) and no snapshot
+/// yet, `kiln serve` makes the snapshot before its pool starts: the pool
+/// then fills by restoring, and no template VM ever runs beside the pooled
+/// ones (which would exceed the VM limit).
+#[test]
+fn serve_makes_the_snapshot_before_its_warm_pool_starts() {
+    if !qemu_available() {
+        return;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("ksp")
+        .tempdir()
+        .expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let images = kiln_vm::QemuConfig::default_data_dir()
+        .expect("a data dir")
+        .join("images");
+    std::os::unix::fs::symlink(&images, home.join("images")).expect("link the images");
+    let data = tmp.path().join("data");
+
+    // Count this server's QEMUs from before it starts until its pool is full.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (done, dir) = (done.clone(), tmp.path().to_owned());
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let qemus = vm_processes_under(&dir)
+                    .iter()
+                    .filter(|(_, c)| c.contains("qemu-system"))
+                    .count();
+                most = most.max(qemus);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            most
+        })
+    };
+    let home_env = home.to_string_lossy().into_owned();
+    let args = [
+        "--backend",
+        "qemu",
+        "--report",
+        "none",
+        "--max-sessions",
+        "1",
+        "--vm-vcpus",
+        "1",
+        "--vm-memory-mib",
+        "512",
+    ];
+    let (mut child, _addr) = serve_with(&data, &args, &[("KILN_HOME", &home_env)]);
+    // Listening means the provider is set up: the snapshot exists already.
+    let snapshots = entries(&home.join("qemu-snapshots"));
+    assert!(
+        snapshots.iter().any(|s| s.starts_with("minimal-")),
+        "no snapshot when serve started listening: {snapshots:?}"
+    );
+    wait_for("the warm pool to fill (2 VMs)", || {
+        entries(&data.join("qemu-vms")).len() == 2
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let most = sampler.join().expect("sampler");
+    assert!(
+        most <= 2,
+        "{most} QEMUs ran at once for a pool of 2 and no runs"
+    );
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    assert!(
+        vm_processes_under(tmp.path()).is_empty(),
+        "VM processes left after shutdown"
+    );
+    assert!(entries(&data.join("qemu-vms")).is_empty());
+}

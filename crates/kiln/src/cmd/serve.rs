@@ -104,7 +104,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Code> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let deps = Deps::from_config(&config)?;
+        let deps = Deps::from_config(&config).await?;
         let server = Server::start(config, deps).await?;
         eprintln!("kiln serve: listening on http://{}", server.addr());
         let report = server.serve_until(kiln_server::shutdown::signal()).await;
