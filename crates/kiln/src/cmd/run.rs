@@ -56,6 +56,14 @@ async fn run_async(args: &RunArgs) -> anyhow::Result<Code> {
     {
         match qemu.snapshot_status(&base.spec) {
             SnapshotStatus::Ready(_) => {}
+            // With a warm pool, made now: built in the background during
+            // a refill, its template VM would run beyond the VM limit.
+            SnapshotStatus::Missing(why) if args.warm_pool > 0 => {
+                eprintln!("qemu: {why}: making it before the warm pool starts");
+                if let Err(e) = qemu.prepare_snapshot(&base.spec).await {
+                    eprintln!("qemu: cannot make the snapshot, VMs cold-boot: {e}");
+                }
+            }
             SnapshotStatus::Missing(why) => eprintln!(
                 "qemu: {why}: VMs cold-boot until a snapshot is built (in the background)"
             ),
