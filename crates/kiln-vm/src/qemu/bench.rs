@@ -80,21 +80,12 @@ impl QemuProvider {
             .map_err(|e| allocation(&id, "cannot read /dev/urandom for its token", Some(e)))?;
         let (pidfile, agent_socket) = (machine.dir.qemu_pid(), machine.dir.agent_socket());
         let plan = LaunchPlan {
-            accel: self.core.accel.accel,
-            vcpus: spec.vcpus,
-            memory_mib: spec.memory_mib,
-            kernel: &image.kernel,
-            kernel_kind: image.kernel_kind,
             initramfs,
-            tsc_khz: self.core.tsc_khz,
-            name: id.as_str(),
             pidfile: Some(&pidfile),
             agent_socket: Some(&agent_socket),
             passt_socket: passt_socket.as_deref(),
-            disk: None,
             init_args: self.core.init_args(&token, false),
-            qmp_socket: None,
-            incoming: false,
+            ..self.core.base_plan(spec, image, id.as_str())
         };
         let qemu_log = std::fs::File::create(machine.dir.qemu_log())
             .map_err(|e| allocation(&id, "cannot create qemu.log", Some(e)))?;

@@ -394,6 +394,35 @@ impl Core {
         Ok(vm)
     }
 
+    /// What every launch of `spec` on `image` shares: machine, kernel,
+    /// initramfs, accelerator. One place, because a snapshot restores only
+    /// onto the very machine it was saved from. Callers add their own
+    /// files, `kiln.*` arguments and `-incoming`.
+    pub(crate) fn base_plan<'a>(
+        &self,
+        spec: &VmSpec,
+        image: &'a GuestImage,
+        name: &'a str,
+    ) -> LaunchPlan<'a> {
+        LaunchPlan {
+            accel: self.accel.accel,
+            vcpus: spec.vcpus,
+            memory_mib: spec.memory_mib,
+            kernel: &image.kernel,
+            kernel_kind: image.kernel_kind,
+            initramfs: &image.initramfs,
+            tsc_khz: self.tsc_khz,
+            name,
+            pidfile: None,
+            agent_socket: None,
+            passt_socket: None,
+            disk: None,
+            init_args: Vec::new(),
+            qmp_socket: None,
+            incoming: false,
+        }
+    }
+
     /// The kernel command line's `kiln.*` parameters for /init.
     pub(crate) fn init_args(&self, token: &str, has_disk: bool) -> Vec<String> {
         let mut init_args = vec![
@@ -429,21 +458,13 @@ impl Core {
         let (pidfile, agent_socket) = (machine.dir.qemu_pid(), machine.dir.agent_socket());
         let qmp_socket = options.qmp.then(|| machine.dir.qmp_socket());
         let plan = LaunchPlan {
-            accel: self.accel.accel,
-            vcpus: spec.vcpus,
-            memory_mib: spec.memory_mib,
-            kernel: &image.kernel,
-            kernel_kind: image.kernel_kind,
-            initramfs: &image.initramfs,
-            tsc_khz: self.tsc_khz,
-            name: id.as_str(),
             pidfile: Some(&pidfile),
             agent_socket: Some(&agent_socket),
             passt_socket: passt_socket.as_deref(),
             disk: disk.as_deref(),
             init_args: self.init_args(token, disk.is_some()),
             qmp_socket: qmp_socket.as_deref(),
-            incoming: false,
+            ..self.base_plan(spec, image, id.as_str())
         };
         let progress = self.start_qemu(machine, &plan)?;
         let Some(qemu) = machine.qemu.as_ref() else {

@@ -238,21 +238,15 @@ impl Snapshots {
         );
         let has_disk = image.rootfs.is_some();
         let plan = LaunchPlan {
-            accel: core.accel.accel,
-            vcpus: spec.vcpus,
-            memory_mib: spec.memory_mib,
-            kernel: &image.kernel,
-            kernel_kind: image.kernel_kind,
-            initramfs: &image.initramfs,
+            // Not part of the machine: a hint that differs by host load.
             tsc_khz: None,
-            name: "template",
             pidfile: Some(&pid),
             agent_socket: Some(&agent),
             passt_socket: (spec.network == Network::Nat).then_some(passt.as_path()),
             disk: has_disk.then_some(disk.as_path()),
             init_args: core.init_args("TOKEN", has_disk),
             qmp_socket: Some(&qmp),
-            incoming: false,
+            ..core.base_plan(spec, image, "template")
         };
         let args: Vec<String> = plan
             .args()
@@ -656,14 +650,6 @@ impl Core {
             machine.dir.qmp_socket(),
         );
         let plan = LaunchPlan {
-            accel: self.accel.accel,
-            vcpus: spec.vcpus,
-            memory_mib: spec.memory_mib,
-            kernel: &image.kernel,
-            kernel_kind: image.kernel_kind,
-            initramfs: &image.initramfs,
-            tsc_khz: self.tsc_khz,
-            name: id.as_str(),
             pidfile: Some(&pidfile),
             agent_socket: Some(&agent_socket),
             passt_socket: passt_socket.as_deref(),
@@ -671,6 +657,7 @@ impl Core {
             init_args: self.init_args(&snapshot.meta.token, disk.is_some()),
             qmp_socket: Some(&qmp_socket),
             incoming: true,
+            ..self.base_plan(spec, image, id.as_str())
         };
         let _progress = self.start_qemu(&mut machine, &plan)?;
         let attempt = async {
