@@ -17,9 +17,11 @@ pub const TOKEN: &str = "test-token";
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Short enough for tests, long enough for bash to run a trap.
+/// Long enough for a shell's trap to run on a loaded CI machine (400 ms
+/// was not: SIGKILL came while bash still waited for its `sleep`).
 pub const GRACE: KillGrace = KillGrace {
-    interrupt_ms: 400,
-    terminate_ms: 400,
+    interrupt_ms: 1500,
+    terminate_ms: 1500,
 };
 
 pub struct Agent {
