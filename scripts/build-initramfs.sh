@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Build Kiln's `minimal` guest initramfs (newc cpio, gzip or uncompressed):
-# busybox-static (+ applet symlinks), bash-static as /bin/bash,
-# images/initramfs/init as /init, optionally the agent, the stock kernel's
-# modules and git.
+# busybox-static (+ applet symlinks), bash-static as /bin/bash, the shell
+# init images/initramfs/init as /lib/kiln/init.sh, optionally the agent, the
+# stock kernel's modules and git.
+#
+# /init is the agent when there is one and no root disk: it boots the
+# machine itself (kiln-agent's `boot` module, no forks) and hands the boot
+# to /lib/kiln/init.sh for what only the script does (kiln.marker=,
+# kiln.shell=1, kiln.debug=1, kiln.init=sh). Otherwise /init is the script.
 #
 #   scripts/build-initramfs.sh [--agent PATH] [--kernel-dir DIR] [--compress gzip|none]
 #                              [--with-git] [--root DEV] [--out FILE]
 #
 #   --agent PATH       static kiln-agent binary, installed as /usr/bin/kiln-agent
+#                      (and linked as /init unless --root is given)
 #                      (optional: without it /init powers off after the port wait,
 #                      or prints the marker with kiln.marker=1)
 #   --kernel-dir DIR   a stock kernel dir from scripts/fetch-stock-kernel.sh: its
@@ -40,7 +46,7 @@ while [ $# -gt 0 ]; do
         --with-git) with_git=1; shift ;;
         --root) root_dev=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) echo "build-initramfs.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -87,7 +93,13 @@ cp /bin/busybox bin/busybox
 done
 cp /bin/bash-static bin/bash
 
-install -m 0755 "$repo/images/initramfs/init" init
+mkdir -p lib/kiln
+install -m 0755 "$repo/images/initramfs/init" lib/kiln/init.sh
+if [ -n "$agent" ] && [ -z "$root_dev" ]; then
+    ln -s usr/bin/kiln-agent init
+else
+    ln -s lib/kiln/init.sh init
+fi
 cat > etc/passwd <<'EOF'
 root:x:0:0:root:/root:/bin/bash
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false

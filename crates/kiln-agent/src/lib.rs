@@ -10,9 +10,11 @@
 //! host over a socket pair; [`run`] adds the reconnect loops of the real
 //! transports; `main.rs` only parses arguments.
 //!
-//! The guest's `/init` execs the agent as PID 1; [`init`] then keeps a
-//! minimal reaper in PID 1 and runs the agent proper as its child.
+//! The kernel starts the agent as the guest's `/init` (PID 1): [`boot`]
+//! sets the machine up, then [`init`] keeps a minimal reaper in PID 1 and
+//! runs the agent proper as its child.
 
+pub mod boot;
 mod error;
 mod exec;
 mod files;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use kiln_agent::boot::Booted;
 use kiln_agent::{AgentConfig, Endpoint, ServeOutcome, power_off, run, transport};
 
 /// The Kiln guest agent: runs commands and moves files for the host.
@@ -49,7 +50,11 @@ fn unix_path(addr: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn main() -> ExitCode {
+    let mut booted = None;
     if kiln_agent::init::is_pid1() {
+        if kiln_agent::boot::started_by_kernel() {
+            booted = Some(kiln_agent::boot::boot_as_init());
+        }
         kiln_agent::init::split_as_init();
     }
     tracing_subscriber::fmt()
@@ -59,13 +64,33 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match real_main(Args::parse()) {
+    let result = match booted {
+        // Booted by this binary: everything is known, no arguments to
+        // parse (clap's code alone costs ~10 ms of translation under TCG).
+        Some(booted) => serve_booted(&booted),
+        None => real_main(Args::parse()),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kiln-agent: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The agent of a guest this binary booted as `/init`.
+fn serve_booted(booted: &Booted) -> anyhow::Result<()> {
+    let network = booted.configure_network();
+    let endpoint = Endpoint::Virtio {
+        name: transport::DEFAULT_PORT_NAME.to_owned(),
+        device: Some(booted.device.clone()),
+        wait: Duration::from_secs(30),
+    };
+    let config = AgentConfig::new(booted.token.clone())
+        .managing_system(true)
+        .commands_after(network);
+    serve_until_shutdown(&endpoint, &config, true)
 }
 
 fn real_main(args: Args) -> anyhow::Result<()> {
@@ -85,10 +110,19 @@ fn real_main(args: Args) -> anyhow::Result<()> {
     let may_power_off = matches!(endpoint, Endpoint::Virtio { .. }) && !args.no_poweroff;
     let in_guest = matches!(endpoint, Endpoint::Virtio { .. });
     let config = AgentConfig::new(args.token).managing_system(in_guest);
+    serve_until_shutdown(&endpoint, &config, may_power_off)
+}
+
+/// Serves `endpoint`; powers off after a shutdown request if allowed.
+fn serve_until_shutdown(
+    endpoint: &Endpoint,
+    config: &AgentConfig,
+    may_power_off: bool,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
         tokio::select! {
-            outcome = run(&endpoint, &config) => outcome,
+            outcome = run(endpoint, config) => outcome,
             // The agent handles SIGINT (see the library), so stop on it here.
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("interrupted");

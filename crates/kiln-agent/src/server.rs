@@ -15,7 +15,7 @@ use kiln_protocol::{
     RequestId, decode_message, peek_protocol_version,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::exec::{self, ExecControl};
@@ -40,6 +40,9 @@ pub struct AgentConfig {
     /// clock, random pool). Only in a guest: an agent tried out on a host
     /// just takes the new token.
     manage_system: bool,
+    /// Commands start only once this is true: the native /init configures
+    /// the network while the agent starts (see `boot`).
+    commands_after: Option<watch::Receiver<bool>>,
 }
 
 impl AgentConfig {
@@ -47,6 +50,21 @@ impl AgentConfig {
         AgentConfig {
             token: Arc::new(RwLock::new(token)),
             manage_system: false,
+            commands_after: None,
+        }
+    }
+
+    /// Holds every command back until `ready` is true (or its sender gone).
+    pub fn commands_after(mut self, ready: watch::Receiver<bool>) -> AgentConfig {
+        self.commands_after = Some(ready);
+        self
+    }
+
+    /// Waits until commands may start.
+    async fn commands_ready(&self) {
+        if let Some(mut ready) = self.commands_after.clone() {
+            // A sender dropped without saying true: start anyway.
+            let _ = ready.wait_for(|ready| *ready).await;
         }
     }
 
@@ -295,6 +313,7 @@ impl Connection {
                 }
             },
             Request::Exec { id, req } => {
+                self.config.commands_ready().await;
                 let control = exec::spawn(
                     id,
                     req,

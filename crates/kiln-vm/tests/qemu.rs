@@ -216,14 +216,10 @@ async fn boots_answers_hello_and_runs_echo() -> TestResult {
     );
     let console = std::fs::read_to_string(vm.state_dir().join("console.log"))?;
     assert!(console.contains("kiln-init"), "{console}");
-    // The agent was started with this VM's token, so it would refuse any
-    // other host's hello.
-    let (_, token, _) = sh(
-        &vm,
-        "tr '\\0' '\\n' </proc/1/environ | grep '^KILN_AGENT_TOKEN='",
-    )
-    .await?;
-    let token = token.trim().trim_start_matches("KILN_AGENT_TOKEN=");
+    // The guest was booted with this VM's token, so its agent would refuse
+    // any other host's hello.
+    let (_, token, _) = sh(&vm, "tr ' ' '\\n' </proc/cmdline | grep '^kiln.token='").await?;
+    let token = token.trim().trim_start_matches("kiln.token=");
     assert_eq!(token.len(), 32, "{token:?}");
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token:?}");
     Box::new(vm).release().await?;
@@ -738,6 +734,98 @@ async fn nat_reaches_the_host_network_but_not_host_loopback() -> TestResult {
     println!("guest DNS lookup: {} {}", out.trim(), err.trim());
     Box::new(vm).release().await?;
     Ok(())
+}
+
+/// What a guest's init set up, in a form two boots can be compared by:
+/// mounts with their options, names, network, device links, the power-off
+/// wrappers, and whether the network was up before the first command.
+const INIT_PROBE: &str = r#"
+awk '{print $1, $2, $3, $4}' /proc/mounts | sort
+echo "hostname: $(hostname) $(cat /etc/hostname)"
+echo "resolv: $(cat /etc/resolv.conf)"
+echo "lo: $(cat /sys/class/net/lo/operstate) $(ip -o addr show dev lo | awk '{print $3, $4}' | tr '\n' ' ')"
+echo "eth0: $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
+echo "dad: $(cat /proc/sys/net/ipv6/conf/eth0/accept_dad)"
+ip route | sort
+for l in /dev/fd /dev/stdin /dev/stdout /dev/stderr /dev/virtio-ports/*; do
+  echo "link: $l -> $(readlink $l)"
+done
+for d in /dev/pts /dev/shm /tmp /run /var/tmp; do echo "dir: $d $(stat -c %a $d)"; done
+echo "umask: $(umask)"
+md5sum /sbin/poweroff /sbin/halt
+"#;
+
+/// The agent as /init boots the machine itself; `kiln.init=sh` hands the
+/// boot to the shell /init. Both must make the same guest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_init_sets_the_guest_up_as_the_shell_init_does() -> TestResult {
+    let Some(native) = fixture() else {
+        return Ok(());
+    };
+    let Some(shell) = fixture_with(|c| c.extra_kernel_args.push("kiln.init=sh".into())) else {
+        return Ok(());
+    };
+    let mut seen = Vec::new();
+    for (f, console_says) in [
+        (&native, "(native)"),
+        (
+            &shell,
+            "kiln.init=sh: handing the boot to /lib/kiln/init.sh",
+        ),
+    ] {
+        let vm = f.vm_with(&spec(Network::Nat)).await;
+        let (r, out, err) = sh(&vm, INIT_PROBE).await?;
+        assert!(r.success(), "probe failed: {err}");
+        let console = std::fs::read_to_string(vm.state_dir().join("console.log"))?;
+        assert!(console.contains(console_says), "{console}");
+        Box::new(vm).release().await?;
+        seen.push(out);
+    }
+    let (native_out, shell_out) = (&seen[0], &seen[1]);
+    for expected in [
+        "devtmpfs /dev devtmpfs",
+        "devpts /dev/pts devpts rw,relatime,gid=5,mode=620,ptmxmode=666",
+        "tmpfs /dev/shm tmpfs rw,nosuid,nodev",
+        "tmpfs /run tmpfs rw,nosuid,nodev,relatime,mode=755",
+        "cgroup2 /sys/fs/cgroup cgroup2 rw,relatime,nsdelegate",
+        "eth0: 10.0.2.15/24",
+        "default via 10.0.2.2 dev eth0",
+        "lo: unknown inet 127.0.0.1/8 inet6 ::1/128",
+        "dad: 0",
+        "link: /dev/fd -> /proc/self/fd",
+        "link: /dev/virtio-ports/org.kiln.agent -> ../vport",
+        "umask: 0022",
+    ] {
+        assert!(
+            native_out.contains(expected),
+            "{expected:?} in:\n{native_out}"
+        );
+    }
+    assert!(native_out.contains("resolv: nameserver "), "{native_out}");
+    let diff: Vec<_> = diff_lines(native_out, shell_out);
+    assert!(
+        diff.is_empty(),
+        "native and shell /init differ:\n{}",
+        diff.join("\n")
+    );
+    Ok(())
+}
+
+/// Lines only in `a` (`-`) or only in `b` (`+`), hostnames aside (each VM
+/// has its own).
+fn diff_lines(a: &str, b: &str) -> Vec<String> {
+    let keep = |l: &&str| !l.starts_with("hostname:");
+    let a: Vec<&str> = a.lines().filter(keep).collect();
+    let b: Vec<&str> = b.lines().filter(keep).collect();
+    let only = |x: &[&str], y: &[&str], sign: char| -> Vec<String> {
+        x.iter()
+            .filter(|l| !y.contains(l))
+            .map(|l| format!("{sign} {l}"))
+            .collect()
+    };
+    let mut out = only(&a, &b, '-');
+    out.extend(only(&b, &a, '+'));
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
