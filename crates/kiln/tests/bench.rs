@@ -196,3 +196,40 @@ fn unknown_entries_and_zero_samples_are_refused() {
     let out = kiln(home.path(), &["bench", "-n", "0"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Debian's stock kernel has its virtio drivers as modules: the agent, as
+/// /init, loads them (`finit_module`) before its port can appear, so an
+/// answered exec proves the native module loading. The kernel is fetched
+/// into the real data directory (cached there), the variant image built
+/// next to the others.
+#[test]
+fn the_stock_kernel_boots_with_its_modules_loaded_by_the_agent() {
+    let Some(home) =
+        home_with_images("the_stock_kernel_boots_with_its_modules_loaded_by_the_agent")
+    else {
+        return;
+    };
+    let kernels = real_data_dir().join("kernels");
+    std::fs::create_dir_all(&kernels).expect("create the kernels directory");
+    std::os::unix::fs::symlink(&kernels, home.path().join("kernels")).expect("link the kernels");
+    let map = bench_json(
+        home.path(),
+        &[
+            "bench",
+            "--kernel",
+            "stock",
+            "--only",
+            "cold_boot_ready,exec_roundtrip",
+            "-n",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+        ],
+    );
+    assert_entries(
+        &map,
+        &[("cold_boot_ready[stock]", 1), ("exec_roundtrip[stock]", 1)],
+    );
+    assert_no_vms_left(home.path());
+}

@@ -88,8 +88,8 @@ impl ConsoleLog {
     }
 }
 
-/// Lines of the guest's /init (images/initramfs/init and the root disk's
-/// kiln-init) start with this. The last one comes right before the agent
+/// Lines of the guest's /init (the agent's `boot` module, or
+/// images/initramfs/init, and the root disk's kiln-init) start with this. The last one comes right before the agent
 /// starts, so "when did /init last speak" tells the handshake how long to
 /// keep waiting (see `agent.rs`).
 pub(crate) const INIT_PREFIX: &[u8] = b"kiln-init: ";
