@@ -28,14 +28,10 @@ impl Samples {
         sorted
     }
 
-    /// The `p`-th percentile (nearest rank), `p` in 0..=100.
-    pub fn percentile(&self, p: usize) -> Duration {
-        let sorted = self.sorted();
-        if sorted.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = (p.min(100) * sorted.len()).div_ceil(100).max(1);
-        sorted[rank - 1]
+    /// The `p`-th percentile (nearest rank), `p` clamped to 1..=100; zero
+    /// without samples.
+    pub fn percentile(&self, p: u32) -> Duration {
+        nearest_rank(&self.sorted(), p.clamp(1, 100)).unwrap_or_default()
     }
 
     pub fn median(&self) -> Duration {
@@ -61,6 +57,19 @@ impl Samples {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// The nearest-rank `percent` percentile of `sorted` (ascending): the sample
+/// at rank `ceil(percent/100 * n)` (1-based), always one of the samples,
+/// never an interpolation; with an even `n` the median is the lower middle
+/// one. `None` without samples or when `percent` is not in 1..=100.
+pub fn nearest_rank<T: Copy>(sorted: &[T], percent: u32) -> Option<T> {
+    if sorted.is_empty() || !(1..=100).contains(&percent) {
+        return None;
+    }
+    // ceil(percent * n / 100), in integers: no rounding surprises.
+    let rank = (percent as usize * sorted.len()).div_ceil(100);
+    sorted.get(rank.max(1) - 1).copied()
 }
 
 /// `samples` cold boots of `spec` until the agent is ready.
@@ -139,6 +148,24 @@ pub async fn pool_allocate(
 mod tests {
     use super::*;
     use crate::MockProvider;
+
+    #[test]
+    fn nearest_rank_picks_real_samples() {
+        let ten: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(nearest_rank(&ten, 50), Some(5.0));
+        assert_eq!(nearest_rank(&ten, 90), Some(9.0));
+        assert_eq!(nearest_rank(&ten, 91), Some(10.0));
+        assert_eq!(nearest_rank(&ten, 100), Some(10.0));
+        assert_eq!(nearest_rank(&ten, 1), Some(1.0));
+        let five = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(nearest_rank(&five, 50), Some(3.0));
+        // ceil(0.9 * 5) = 5: the p90 of five samples is the largest.
+        assert_eq!(nearest_rank(&five, 90), Some(5.0));
+        assert_eq!(nearest_rank(&[7.0], 90), Some(7.0));
+        assert_eq!(nearest_rank::<f64>(&[], 50), None);
+        assert_eq!(nearest_rank(&five, 0), None);
+        assert_eq!(nearest_rank(&five, 101), None);
+    }
 
     #[test]
     fn percentiles_use_the_nearest_rank() {
