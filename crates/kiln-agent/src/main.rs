@@ -57,13 +57,7 @@ fn main() -> ExitCode {
         }
         kiln_agent::init::split_as_init();
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let result = match booted {
         // Booted by this binary: everything is known, no arguments to
         // parse (clap's code alone costs ~10 ms of translation under TCG).
@@ -76,6 +70,19 @@ fn main() -> ExitCode {
             eprintln!("kiln-agent: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr (the guest's console): `RUST_LOG` if set, else info.
+/// Without `RUST_LOG` no filter is parsed: the directive parser builds a
+/// regex, milliseconds of every boot under TCG.
+fn init_logging() {
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(filter) => logs.with_env_filter(filter).init(),
+        Err(_) => logs
+            .with_max_level(tracing::level_filters::LevelFilter::INFO)
+            .init(),
     }
 }
 
