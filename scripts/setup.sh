@@ -8,6 +8,11 @@
 #   scripts/setup.sh                  # guest build + boot ingredients
 #   scripts/setup.sh --debootstrap    # also debootstrap (Debian rootfs flavour)
 #
+# Also installs vhost-device-vsock (the vhost-user daemon of the optional
+# vsock agent transport, `--transport vsock`) from crates.io into
+# ${KILN_HOME:-~/.local/share/kiln}/bin with `cargo install`, unless that
+# version is already there.
+#
 # Pitfall: installing qemu-system-x86 removes the machine's backported
 # qemu-utils (qemu-img), so qemu-utils is (re)installed right after it.
 set -euo pipefail
@@ -84,6 +89,24 @@ for f in /bin/busybox /bin/bash-static; do
     [ -x "$f" ] || { echo "setup.sh: $f missing" >&2; exit 1; }
 done
 ls /usr/src/linux-source-6.1.tar.* >/dev/null 2>&1 || { echo "setup.sh: /usr/src/linux-source-6.1.tar.* missing" >&2; exit 1; }
+
+# 3. vhost-device-vsock: crates.io only, no system libraries (~40 s once).
+vsock_version=0.3.0
+kiln_home=${KILN_HOME:-$HOME/.local/share/kiln}
+vsock_daemon="$kiln_home/bin/vhost-device-vsock"
+if "$vsock_daemon" --version 2>/dev/null | grep -qx "vhost-device-vsock $vsock_version"; then
+    :
+elif command -v cargo >/dev/null; then
+    echo "setup.sh: installing vhost-device-vsock $vsock_version into $kiln_home/bin"
+    mkdir -p "$kiln_home"
+    cargo install vhost-device-vsock --version "$vsock_version" --locked --quiet --force \
+        --root "$kiln_home"
+    "$vsock_daemon" --version | grep -qx "vhost-device-vsock $vsock_version" \
+        || { echo "setup.sh: $vsock_daemon is not version $vsock_version after install" >&2; exit 1; }
+    updated=1
+else
+    echo "setup.sh: cargo not found: vhost-device-vsock (the vsock transport) not installed" >&2
+fi
 
 if [ "$updated" = 0 ]; then
     echo "setup.sh: all packages present, nothing to do"

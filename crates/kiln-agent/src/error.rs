@@ -21,6 +21,12 @@ pub enum AgentError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot listen on vsock port {port}")]
+    VsockListen {
+        port: u32,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot accept a connection")]
     Accept(#[source] io::Error),
     #[error("cannot use stdio as the channel")]

@@ -1,8 +1,9 @@
 //! `kiln-agent`: the agent inside every Kiln guest VM.
 //!
 //! It serves one host connection at a time over a byte stream (the
-//! virtio-serial port `org.kiln.agent` in a guest; a unix socket or stdio in
-//! tests), speaking [`kiln_protocol`]: it runs commands as process groups and
+//! virtio-serial port `org.kiln.agent` in a guest, or vsock port 1024 with
+//! `kiln.transport=vsock`; a unix socket or stdio in tests), speaking
+//! [`kiln_protocol`]: it runs commands as process groups and
 //! streams their output, moves files and tar archives, answers pings, and
 //! powers the guest off on request.
 //!

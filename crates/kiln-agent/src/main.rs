@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use kiln_agent::boot::Booted;
+use kiln_agent::boot::{Booted, Channel};
 use kiln_agent::{AgentConfig, Endpoint, ServeOutcome, power_off, run, transport};
 
 /// The Kiln guest agent: runs commands and moves files for the host.
@@ -23,6 +23,11 @@ struct Args {
     /// How long to wait for the virtio port to appear, in seconds.
     #[arg(long, default_value_t = 30)]
     port_wait_secs: u64,
+    /// Listen on this vsock port instead (any CID), as with the guest
+    /// kernel parameter `kiln.transport=vsock`; the host connects through
+    /// the VM's vhost-user vsock daemon.
+    #[arg(long, value_name = "PORT", conflicts_with_all = ["connect", "listen", "stdio"])]
+    vsock_port: Option<u32>,
     /// Connect to the host at `unix:/path` instead.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["listen", "stdio"])]
     connect: Option<String>,
@@ -35,9 +40,9 @@ struct Args {
     /// Require this token in the host's hello.
     #[arg(long, env = "KILN_AGENT_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Answer a shutdown request without powering off. Only the virtio
-    /// channel powers off in the first place, so that an agent tried out on a
-    /// host cannot turn it off.
+    /// Answer a shutdown request without powering off. Only the guest
+    /// channels (virtio, vsock) power off in the first place, so that an
+    /// agent tried out on a host cannot turn it off.
     #[arg(long)]
     no_poweroff: bool,
 }
@@ -89,10 +94,13 @@ fn init_logging() {
 /// The agent of a guest this binary booted as `/init`.
 fn serve_booted(booted: &Booted) -> anyhow::Result<()> {
     let network = booted.configure_network();
-    let endpoint = Endpoint::Virtio {
-        name: transport::DEFAULT_PORT_NAME.to_owned(),
-        device: Some(booted.device.clone()),
-        wait: Duration::from_secs(30),
+    let endpoint = match &booted.channel {
+        Channel::Virtio(device) => Endpoint::Virtio {
+            name: transport::DEFAULT_PORT_NAME.to_owned(),
+            device: Some(device.clone()),
+            wait: Duration::from_secs(30),
+        },
+        Channel::Vsock(port) => Endpoint::Vsock { port: *port },
     };
     let config = AgentConfig::new(booted.token.clone())
         .managing_system(true)
@@ -101,7 +109,9 @@ fn serve_booted(booted: &Booted) -> anyhow::Result<()> {
 }
 
 fn real_main(args: Args) -> anyhow::Result<()> {
-    let endpoint = if let Some(addr) = &args.connect {
+    let endpoint = if let Some(port) = args.vsock_port {
+        Endpoint::Vsock { port }
+    } else if let Some(addr) = &args.connect {
         Endpoint::Connect(unix_path(addr)?)
     } else if let Some(addr) = &args.listen {
         Endpoint::Listen(unix_path(addr)?)
@@ -114,8 +124,9 @@ fn real_main(args: Args) -> anyhow::Result<()> {
             wait: Duration::from_secs(args.port_wait_secs),
         }
     };
-    let may_power_off = matches!(endpoint, Endpoint::Virtio { .. }) && !args.no_poweroff;
-    let in_guest = matches!(endpoint, Endpoint::Virtio { .. });
+    // vsock, like virtio-serial, is a channel of a guest.
+    let in_guest = matches!(endpoint, Endpoint::Virtio { .. } | Endpoint::Vsock { .. });
+    let may_power_off = in_guest && !args.no_poweroff;
     let config = AgentConfig::new(args.token).managing_system(in_guest);
     serve_until_shutdown(&endpoint, &config, may_power_off)
 }

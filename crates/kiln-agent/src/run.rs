@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
+use tokio_vsock::{VMADDR_CID_ANY, VsockAddr, VsockListener};
 
 use crate::transport::{VIRTIO_PORTS_DIR, open_device, wait_for_virtio_port};
 use crate::{AgentConfig, AgentError, ServeOutcome, serve};
@@ -24,6 +25,9 @@ pub enum Endpoint {
         device: Option<PathBuf>,
         wait: Duration,
     },
+    /// Listen on this vsock port (any CID: the guest's own); hosts are
+    /// served one at a time.
+    Vsock { port: u32 },
     /// Connect to a unix socket (retried until a host listens).
     Connect(PathBuf),
     /// Listen on a unix socket; hosts are served one at a time.
@@ -57,6 +61,21 @@ pub async fn run(endpoint: &Endpoint, config: &AgentConfig) -> Result<ServeOutco
             }
             tokio::time::sleep(RECONNECT_DELAY).await;
         },
+        Endpoint::Vsock { port } => {
+            let address = VsockAddr::new(VMADDR_CID_ANY, *port);
+            let listener =
+                VsockListener::bind(address).map_err(|source| AgentError::VsockListen {
+                    port: *port,
+                    source,
+                })?;
+            loop {
+                let (stream, peer) = listener.accept().await.map_err(AgentError::Accept)?;
+                tracing::debug!(%peer, "host connected over vsock");
+                if serve(stream, config).await == ServeOutcome::Shutdown {
+                    return Ok(ServeOutcome::Shutdown);
+                }
+            }
+        }
         Endpoint::Connect(path) => loop {
             match UnixStream::connect(path).await {
                 Ok(stream) => {

@@ -1,5 +1,6 @@
 //! The guest end of the channel: finding the virtio-serial port and using
-//! its character device as a non-blocking stream.
+//! its character device as a non-blocking stream; or the vsock port the
+//! agent listens on instead (`kiln.transport=vsock`).
 
 use std::fs::File;
 use std::io;
@@ -18,6 +19,14 @@ use crate::AgentError;
 
 /// The name the host gives the agent's `virtserialport`.
 pub const DEFAULT_PORT_NAME: &str = "org.kiln.agent";
+
+/// The vsock port the agent listens on with the vsock transport (the host
+/// connects to it through the VM's vhost-user daemon).
+pub const DEFAULT_VSOCK_PORT: u32 = 1024;
+
+/// The vsock core's device: it exists once the kernel's vsock support is
+/// up (built in, or its module loaded).
+pub const VSOCK_DEVICE: &str = "/dev/vsock";
 
 /// Where the kernel lists virtio-serial ports with their names.
 pub const VIRTIO_PORTS_DIR: &str = "/sys/class/virtio-ports";

@@ -173,6 +173,9 @@ pub struct VmSection {
     /// Where guest images are (the qemu backend): a kiln home holding
     /// `images/` (default: `$KILN_HOME`, else `~/.local/share/kiln`).
     pub images_dir: Option<PathBuf>,
+    /// The agent channel of the qemu backend: `virtio` (default) or
+    /// `vsock` (cold boots only, `minimal` image only).
+    pub transport: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,6 +328,8 @@ pub struct ServerConfig {
     /// `$KILN_HOME`, else `~/.local/share/kiln`). VM state always lives
     /// under `data_dir`.
     pub images_dir: Option<PathBuf>,
+    /// The qemu backend's agent channel (`[vm] transport`).
+    pub transport: kiln_vm::qemu::AgentTransport,
     /// Secrets every repository's workflows get.
     pub secrets: IndexMap<String, Secret>,
     /// Keyed by lowercase `owner/name`.
@@ -353,6 +358,7 @@ impl ServerConfig {
             public_url: None,
             vm: VmSpec::default(),
             images_dir: None,
+            transport: kiln_vm::qemu::AgentTransport::default(),
             secrets: IndexMap::new(),
             repositories: HashMap::new(),
         }
@@ -385,6 +391,12 @@ impl ServerConfig {
     pub fn resolve(mut file: FileConfig, o: Overrides) -> Result<ServerConfig, ConfigError> {
         let vm_section = file.vm.take().unwrap_or_default();
         let images_dir = vm_section.images_dir.clone();
+        let transport = match vm_section.transport.as_deref() {
+            None => kiln_vm::qemu::AgentTransport::default(),
+            Some(name) => name
+                .parse()
+                .map_err(|why: String| invalid("vm.transport", why))?,
+        };
         let vm = vm_spec(vm_section, &o)?;
         let github = github_settings(&file.github.take().unwrap_or_default(), &o)?;
         let listen_text = o
@@ -474,6 +486,7 @@ impl ServerConfig {
         }
         config.vm = vm;
         config.images_dir = images_dir;
+        config.transport = transport;
         if let Some(path) = o.secrets_file.or(file.secrets_file) {
             config.secrets = dotenv_secrets(&path)?;
         }
@@ -728,6 +741,25 @@ mod tests {
         };
         let c = ServerConfig::resolve(file, overrides).unwrap();
         assert_eq!((c.warm_pool, c.snapshot_restore), (0, false));
+    }
+
+    #[test]
+    fn transport_is_read_from_the_vm_section() {
+        use kiln_vm::qemu::AgentTransport;
+        let dir = tempfile::tempdir().unwrap();
+        let file: FileConfig = toml::from_str("[vm]\ntransport = \"vsock\"\n").unwrap();
+        let c = ServerConfig::resolve(file, base(dir.path())).unwrap();
+        assert_eq!(c.transport, AgentTransport::Vsock);
+        let c = ServerConfig::resolve(FileConfig::default(), base(dir.path())).unwrap();
+        assert_eq!(c.transport, AgentTransport::VirtioSerial, "default");
+        let file: FileConfig = toml::from_str("[vm]\ntransport = \"tcp\"\n").unwrap();
+        let err = ServerConfig::resolve(file, base(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("vm.transport") && err.contains("vsock"),
+            "{err}"
+        );
     }
 
     #[test]

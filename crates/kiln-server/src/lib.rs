@@ -140,18 +140,21 @@ pub async fn qemu_provider(config: &ServerConfig) -> Result<Arc<dyn VmProvider>,
         .map_err(|e| backend_error(execute::error_chain(&e)))?;
     qemu.state_dir = config.data_dir.join("qemu-vms");
     qemu.snapshot_restore = config.snapshot_restore;
+    qemu.transport = config.transport;
     let provider =
         kiln_vm::QemuProvider::new(qemu).map_err(|e| backend_error(execute::error_chain(&e)))?;
     tracing::info!(
         accel = %provider.accel(),
         warm_pool = config.warm_pool,
         snapshot_restore = config.snapshot_restore,
+        transport = %config.transport,
         "qemu backend ready"
     );
     if config.warm_pool == 0 {
         return Ok(Arc::new(provider));
     }
-    if config.snapshot_restore {
+    // vsock VMs cannot be snapshotted: they always cold-boot.
+    if config.snapshot_restore && config.transport == kiln_vm::qemu::AgentTransport::VirtioSerial {
         match provider.prepare_snapshot(&config.vm).await {
             Ok(info) => tracing::info!(snapshot = %info.dir.display(), "vm snapshot ready"),
             Err(e) => tracing::warn!("cannot make the vm snapshot, VMs will cold-boot: {e}"),

@@ -105,6 +105,11 @@ pub struct RunArgs {
     /// Always cold-boot VMs.
     #[arg(long)]
     pub no_snapshot: bool,
+    /// The host-guest agent channel (qemu backend): `virtio` (virtio-serial,
+    /// the default) or `vsock` (through a vhost-user daemon per VM; always
+    /// cold-boots; `minimal` image only).
+    #[arg(long, value_enum, default_value = "virtio", env = "KILN_TRANSPORT")]
+    pub transport: TransportArg,
     /// Print the full run result as JSON on stdout (progress goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -127,4 +132,22 @@ pub struct ExprArgs {
     /// A JSON file mapping context names (github, env, matrix, …) to values.
     #[arg(long, value_name = "FILE.json")]
     pub contexts: Option<PathBuf>,
+}
+
+/// `--transport` of `kiln run` and `kiln bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportArg {
+    /// virtio-serial (QEMU chardev socket).
+    Virtio,
+    /// vsock through `vhost-device-vsock` (installed by scripts/setup.sh).
+    Vsock,
+}
+
+impl From<TransportArg> for kiln_vm::qemu::AgentTransport {
+    fn from(arg: TransportArg) -> Self {
+        match arg {
+            TransportArg::Virtio => kiln_vm::qemu::AgentTransport::VirtioSerial,
+            TransportArg::Vsock => kiln_vm::qemu::AgentTransport::Vsock,
+        }
+    }
 }

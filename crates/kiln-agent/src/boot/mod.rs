@@ -1,8 +1,9 @@
 //! The guest's `/init`, done by the agent itself. In the `minimal` image
 //! `/init` is a link to the agent: the kernel starts it as PID 1, it sets up
 //! the machine with system calls (file systems, device links, hostname,
-//! modules, network), finds its virtio port and goes on as the agent. Under
-//! TCG every fork costs milliseconds; the shell /init
+//! modules, network), finds its virtio port (or, with
+//! `kiln.transport=vsock`, checks that vsock is up) and goes on as the
+//! agent. Under TCG every fork costs milliseconds; the shell /init
 //! (`images/initramfs/init`, installed as [`SHELL_INIT`]) forked about a
 //! dozen times per boot.
 //!
@@ -19,10 +20,10 @@ use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use params::BootParams;
+use params::{BootParams, Transport};
 use tokio::sync::watch;
 
-use crate::transport::{VIRTIO_PORTS_DIR, find_virtio_port};
+use crate::transport::{VIRTIO_PORTS_DIR, VSOCK_DEVICE, find_virtio_port};
 
 /// The shell /init, for what the native one hands over.
 pub const SHELL_INIT: &CStr = c"/lib/kiln/init.sh";
@@ -40,11 +41,20 @@ pub fn started_by_kernel() -> bool {
         && std::env::var_os("KILN_AGENT_PORT").is_none()
 }
 
+/// Where the booted agent meets the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// The agent's virtio port device (`/dev/vportNpM`).
+    Virtio(PathBuf),
+    /// The vsock port to listen on (`kiln.transport=vsock`).
+    Vsock(u32),
+}
+
 /// A booted machine, up to its network.
 #[derive(Debug)]
 pub struct Booted {
-    /// The agent's virtio port device (`/dev/vportNpM`).
-    pub device: PathBuf,
+    /// The channel to serve.
+    pub channel: Channel,
     /// The host's per-VM token (`kiln.token=`).
     pub token: Option<String>,
     params: BootParams,
@@ -73,7 +83,8 @@ impl Booted {
     }
 }
 
-/// Boots the machine up to the agent's virtio port, and sets `PATH`,
+/// Boots the machine up to the agent's channel (its virtio port, or with
+/// `kiln.transport=vsock` the vsock device), and sets `PATH`,
 /// `HOME` and `TERM` as a login would. Execs the shell /init when it must
 /// do the boot; powers off when the boot cannot go on. Must run while the
 /// process has one thread (it sets environment variables).
@@ -131,6 +142,32 @@ fn boot() -> Result<Booted, String> {
         }
     }
     modules::load(Path::new("/lib/modules"), &release, &mut report);
+    let channel = match params.transport {
+        Transport::Virtio => Channel::Virtio(virtio_port(&params, &mut report)?),
+        Transport::Vsock => {
+            if !wait_for_vsock(params.port_timeout) {
+                return Err(format!(
+                    "{VSOCK_DEVICE} did not appear within {:?} (no vsock device or driver)",
+                    params.port_timeout
+                ));
+            }
+            report(format!(
+                "vsock port {} (uptime={}s)",
+                params.vsock_port,
+                uptime()
+            ));
+            Channel::Vsock(params.vsock_port)
+        }
+    };
+    Ok(Booted {
+        channel,
+        token: params.token.clone(),
+        params,
+    })
+}
+
+/// Waits for the agent's virtio port and links it under its name.
+fn virtio_port(params: &BootParams, report: &mut dyn FnMut(String)) -> Result<PathBuf, String> {
     let device = wait_for_port(&params.port, params.port_timeout).ok_or_else(|| {
         format!(
             "virtio port {} did not appear within {:?}",
@@ -149,11 +186,7 @@ fn boot() -> Result<Booted, String> {
         device.display(),
         uptime()
     ));
-    Ok(Booted {
-        device,
-        token: params.token.clone(),
-        params,
-    })
+    Ok(device)
 }
 
 /// `lo` up, and eth0 if the command line configures it.
@@ -198,6 +231,21 @@ fn wait_for_port(name: &str, limit: Duration) -> Option<std::path::PathBuf> {
         }
         if started.elapsed() >= limit {
             return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Polls for the vsock core's device: with the vsock transport the agent
+/// listens on `AF_VSOCK`, which needs the kernel's vsock support up.
+fn wait_for_vsock(limit: Duration) -> bool {
+    let started = Instant::now();
+    loop {
+        if Path::new(VSOCK_DEVICE).exists() {
+            return true;
+        }
+        if started.elapsed() >= limit {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -5,14 +5,29 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::transport::DEFAULT_PORT_NAME;
+use crate::transport::{DEFAULT_PORT_NAME, DEFAULT_VSOCK_PORT};
+
+/// The channel to the host (`kiln.transport=`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// The virtio-serial port [`BootParams::port`] (the default).
+    #[default]
+    Virtio,
+    /// Listening on vsock port [`BootParams::vsock_port`].
+    Vsock,
+}
 
 /// What the native init needs from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootParams {
     pub hostname: String,
-    /// The virtio-serial port the agent talks on.
+    /// How the agent reaches the host.
+    pub transport: Transport,
+    /// The virtio-serial port the agent talks on (virtio transport).
     pub port: String,
+    /// The vsock port the agent listens on (vsock transport).
+    pub vsock_port: u32,
+    /// How long the boot waits for the channel's device to appear.
     pub port_timeout: Duration,
     /// Static eth0 configuration (`kiln.ip=A.B.C.D/N`).
     pub ip: Option<Ipv4Net>,
@@ -62,7 +77,9 @@ impl Default for BootParams {
     fn default() -> Self {
         Self {
             hostname: "kiln".to_owned(),
+            transport: Transport::Virtio,
             port: DEFAULT_PORT_NAME.to_owned(),
+            vsock_port: DEFAULT_VSOCK_PORT,
             port_timeout: Duration::from_secs(10),
             ip: None,
             gateway: None,
@@ -86,6 +103,17 @@ impl BootParams {
             match key {
                 "kiln.hostname" | "hostname" => params.hostname = value.to_owned(),
                 "kiln.port" => params.port = value.to_owned(),
+                "kiln.transport" => match value {
+                    "virtio" => params.transport = Transport::Virtio,
+                    "vsock" => params.transport = Transport::Vsock,
+                    _ => warnings.push(format!(
+                        "kiln.transport={value}: unknown transport (virtio or vsock)"
+                    )),
+                },
+                "kiln.vsock_port" => match value.parse() {
+                    Ok(port) => params.vsock_port = port,
+                    Err(_) => warnings.push(format!("kiln.vsock_port={value}: not a port number")),
+                },
                 "kiln.port_timeout" => match value.parse() {
                     Ok(secs) => params.port_timeout = Duration::from_secs(secs),
                     Err(_) => warnings.push(format!("kiln.port_timeout={value}: not a number")),
@@ -142,7 +170,34 @@ mod tests {
         assert_eq!(p.dns, Some(Ipv4Addr::new(10, 0, 2, 3)));
         assert_eq!(p.token.as_deref(), Some("abc123"));
         assert_eq!(p.port, DEFAULT_PORT_NAME);
+        assert_eq!(p.transport, Transport::Virtio);
         assert_eq!(p.needs_shell, None);
+    }
+
+    #[test]
+    fn the_vsock_transport_and_its_port() {
+        let (p, warnings) = BootParams::parse("quiet kiln.transport=vsock kiln.token=t");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(p.transport, Transport::Vsock);
+        assert_eq!(p.vsock_port, DEFAULT_VSOCK_PORT);
+        assert_eq!(p.needs_shell, None);
+        let (p, warnings) = BootParams::parse("kiln.transport=vsock kiln.vsock_port=5000");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!((p.transport, p.vsock_port), (Transport::Vsock, 5000));
+        // Later parameters win, as for every `kiln.*` one.
+        let (p, _) = BootParams::parse("kiln.transport=vsock kiln.transport=virtio");
+        assert_eq!(p.transport, Transport::Virtio);
+    }
+
+    #[test]
+    fn a_bad_transport_or_vsock_port_keeps_the_default() {
+        let (p, warnings) =
+            BootParams::parse("kiln.transport=tcp kiln.vsock_port=-1 kiln.vsock_port=99999999999");
+        assert_eq!(p.transport, Transport::Virtio);
+        assert_eq!(p.vsock_port, DEFAULT_VSOCK_PORT);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains("kiln.transport=tcp"), "{warnings:?}");
+        assert!(warnings[1].contains("kiln.vsock_port=-1"), "{warnings:?}");
     }
 
     #[test]

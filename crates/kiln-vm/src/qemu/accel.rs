@@ -150,6 +150,7 @@ pub fn probe_boot(
         name: "kiln-accel-probe",
         pidfile: None,
         agent_socket: None,
+        vsock_socket: None,
         passt_socket: None,
         disk: None,
         init_args: vec!["kiln.root=none".into(), "kiln.marker=1".into()],

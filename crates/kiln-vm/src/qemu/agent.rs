@@ -22,9 +22,16 @@
 //! to an earlier attempt is never taken for this one. Everything is bounded
 //! by the boot deadline, and QEMU exiting ends the wait at once.
 //!
+//! With the vsock transport ([`Channel::Vsock`]) a connection is made
+//! through the VM's vhost-user daemon (see the `vsock` module): it fails
+//! while the agent does not listen yet, and is retried every
+//! [`RETRY_PAUSE`]; once `OK` came, the agent has accepted it, and the
+//! same hello-and-ping handshake follows. The daemon exiting ends the wait
+//! at once, as QEMU's does.
+//!
 //! [`INIT_PREFIX`]: super::console::INIT_PREFIX
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -34,6 +41,55 @@ use tokio::time::Instant;
 
 use super::console::InitProgress;
 use super::process::Process;
+use super::vsock;
+
+/// How the host reaches a VM's agent.
+#[derive(Debug, Clone)]
+pub(crate) enum Channel {
+    /// QEMU's chardev socket of the agent's virtio-serial port.
+    VirtioSerial(PathBuf),
+    /// vsock: QEMU's vhost-user device talks to the daemon at `vhost`;
+    /// the host connects to the agent's port through the daemon's `uds`.
+    Vsock { vhost: PathBuf, uds: PathBuf },
+}
+
+impl Channel {
+    /// The virtio-serial chardev socket for the launch plan.
+    pub fn virtio_socket(&self) -> Option<&Path> {
+        match self {
+            Channel::VirtioSerial(socket) => Some(socket),
+            Channel::Vsock { .. } => None,
+        }
+    }
+
+    /// The vhost-user socket for the launch plan.
+    pub fn vhost_socket(&self) -> Option<&Path> {
+        match self {
+            Channel::VirtioSerial(_) => None,
+            Channel::Vsock { vhost, .. } => Some(vhost),
+        }
+    }
+
+    /// One new connection to the agent (not yet said hello to).
+    async fn open(&self) -> Result<UnixStream, String> {
+        match self {
+            Channel::VirtioSerial(socket) => UnixStream::connect(socket)
+                .await
+                .map_err(|e| format!("cannot connect to {}: {e}", socket.display())),
+            Channel::Vsock { uds, .. } => {
+                let attempt = vsock::connect(uds, vsock::AGENT_PORT);
+                match tokio::time::timeout(VSOCK_CONNECT_LIMIT, attempt).await {
+                    Ok(Ok(stream)) => Ok(stream),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!(
+                        "no answer to CONNECT {} within {VSOCK_CONNECT_LIMIT:?}",
+                        vsock::AGENT_PORT
+                    )),
+                }
+            }
+        }
+    }
+}
 
 /// Pause before reconnecting after a refused connect or a hang-up.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
@@ -44,11 +100,16 @@ const RETRY_PAUSE: Duration = Duration::from_millis(20);
 const AFTER_INIT: Duration = Duration::from_millis(300);
 /// An attempt's length while no /init line was seen.
 const WITHOUT_INIT: Duration = Duration::from_secs(10);
+/// How long one vsock `CONNECT` may go unanswered (a guest whose vsock
+/// driver is not up yet may hold it) before it is tried again.
+const VSOCK_CONNECT_LIMIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub(crate) enum BootError {
     /// QEMU ended before the agent answered.
     QemuExited(ExitStatus),
+    /// The vsock daemon ended before the agent answered.
+    DaemonExited(ExitStatus),
     /// No answer by the deadline; `last` says what the last attempt saw.
     Timeout { after: Duration, last: String },
     /// The agent refused us (token, protocol version) or broke the protocol.
@@ -59,6 +120,9 @@ impl std::fmt::Display for BootError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BootError::QemuExited(status) => write!(f, "qemu exited during boot ({status})"),
+            BootError::DaemonExited(status) => {
+                write!(f, "the vsock daemon exited during boot ({status})")
+            }
             BootError::Timeout { after, last } => {
                 write!(
                     f,
@@ -70,13 +134,19 @@ impl std::fmt::Display for BootError {
     }
 }
 
-/// Connects to the agent behind `socket` and completes the handshake.
+/// The processes whose exit ends a boot: QEMU, and the vsock daemon if any.
+pub(crate) struct Watched<'a> {
+    pub qemu: &'a Process,
+    pub daemon: Option<&'a Process>,
+}
+
+/// Connects to the agent behind `channel` and completes the handshake.
 pub(crate) async fn connect(
-    socket: &Path,
+    channel: &Channel,
     token: &str,
     config: &ClientConfig,
     boot_timeout: Duration,
-    qemu: &Process,
+    watched: Watched<'_>,
     mut init: InitProgress,
 ) -> Result<(AgentClient, AgentInfo), BootError> {
     let started = Instant::now();
@@ -92,10 +162,10 @@ pub(crate) async fn connect(
                     last: last.clone(),
                 });
             }
-            let stream = match UnixStream::connect(socket).await {
+            let stream = match channel.open().await {
                 Ok(stream) => stream,
-                Err(e) => {
-                    last = format!("cannot connect to {}: {e}", socket.display());
+                Err(why) => {
+                    last = why;
                     tokio::time::sleep(RETRY_PAUSE).await;
                     continue;
                 }
@@ -153,7 +223,16 @@ pub(crate) async fn connect(
             }
             result
         }
-        status = qemu.exit() => Err(BootError::QemuExited(status)),
+        status = watched.qemu.exit() => Err(BootError::QemuExited(status)),
+        status = exit_of(watched.daemon) => Err(BootError::DaemonExited(status)),
+    }
+}
+
+/// The exit of `process`; never without one.
+async fn exit_of(process: Option<&Process>) -> ExitStatus {
+    match process {
+        Some(process) => process.exit().await,
+        None => std::future::pending().await,
     }
 }
 

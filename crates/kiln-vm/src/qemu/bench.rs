@@ -78,11 +78,14 @@ impl QemuProvider {
         };
         let token = agent::new_token()
             .map_err(|e| allocation(&id, "cannot read /dev/urandom for its token", Some(e)))?;
-        let (pidfile, agent_socket) = (machine.dir.qemu_pid(), machine.dir.agent_socket());
+        // With vsock, its daemon too (untimed, like passt): QEMU needs it.
+        let channel = self.core.agent_channel(machine).await?;
+        let pidfile = machine.dir.qemu_pid();
         let plan = LaunchPlan {
             initramfs,
             pidfile: Some(&pidfile),
-            agent_socket: Some(&agent_socket),
+            agent_socket: channel.virtio_socket(),
+            vsock_socket: channel.vhost_socket(),
             passt_socket: passt_socket.as_deref(),
             init_args: self.core.init_args(&token, false),
             ..self.core.base_plan(spec, image, id.as_str())

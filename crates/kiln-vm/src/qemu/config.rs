@@ -23,6 +23,52 @@ pub enum AccelMode {
     Tcg,
 }
 
+/// The channel between the host and the guest agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AgentTransport {
+    /// A virtio-serial port, QEMU's chardev socket on the host: works on
+    /// every QEMU, and VMs can be snapshotted.
+    #[default]
+    VirtioSerial,
+    /// vsock through a per-VM `vhost-device-vsock` daemon (vhost-user);
+    /// VMs always cold-boot (QEMU cannot migrate a
+    /// vhost-user-vsock device), and only initramfs images (`minimal`).
+    Vsock,
+}
+
+impl AgentTransport {
+    /// The name users write (`--transport`, `[vm] transport`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentTransport::VirtioSerial => "virtio",
+            AgentTransport::Vsock => "vsock",
+        }
+    }
+}
+
+impl std::fmt::Display for AgentTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AgentTransport {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "virtio" | "virtio-serial" => Ok(AgentTransport::VirtioSerial),
+            "vsock" => Ok(AgentTransport::Vsock),
+            other => Err(format!(
+                "unknown agent transport `{other}` (known: virtio, vsock)"
+            )),
+        }
+    }
+}
+
+/// The vhost-user vsock daemon's program name.
+pub const VSOCK_DAEMON: &str = "vhost-device-vsock";
+
 /// What one image flavour boots from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestImage {
@@ -87,6 +133,12 @@ pub struct QemuConfig {
     /// Where snapshots are kept, one directory per image, QEMU and machine
     /// shape.
     pub snapshot_dir: PathBuf,
+    /// The agent channel; virtio-serial unless vsock is asked for.
+    pub transport: AgentTransport,
+    /// `vhost-device-vsock`, needed by [`AgentTransport::Vsock`] only. A
+    /// bare name is looked up in `$KILN_HOME/bin` (where
+    /// `scripts/setup.sh` installs it), then in `PATH`.
+    pub vsock_daemon_binary: PathBuf,
     /// Appended to the guest kernel command line, for debugging
     /// (`kiln.debug=1` traces /init) and for tests. Later `kiln.*`
     /// parameters override earlier ones.
@@ -111,6 +163,8 @@ impl QemuConfig {
             agent_idle_timeout: Duration::from_secs(20),
             snapshot_restore: false,
             snapshot_dir: state_dir.join("snapshots"),
+            transport: AgentTransport::VirtioSerial,
+            vsock_daemon_binary: PathBuf::from(VSOCK_DAEMON),
             extra_kernel_args: Vec::new(),
             state_dir,
         }
@@ -130,6 +184,10 @@ impl QemuConfig {
         let mut config = QemuConfig::new(minimal.into(), data_dir.join("qemu-vms"));
         config.snapshot_dir = data_dir.join("qemu-snapshots");
         config.debian = store.resolve(Flavour::Debian).ok().map(GuestImage::from);
+        let installed = data_dir.join("bin").join(VSOCK_DAEMON);
+        if installed.is_file() {
+            config.vsock_daemon_binary = installed;
+        }
         Ok(config)
     }
 
@@ -178,11 +236,39 @@ impl QemuConfig {
         } else {
             None
         };
+        let vsock_daemon = match self.transport {
+            AgentTransport::VirtioSerial => None,
+            AgentTransport::Vsock => {
+                Some(
+                    self.find_vsock_daemon()
+                        .ok_or_else(|| SetupError::MissingTool {
+                            tool: "vhost-device-vsock (the vsock transport's daemon)",
+                            name: self.vsock_daemon_binary.display().to_string(),
+                            fix: "run ./scripts/setup.sh (installs it into $KILN_HOME/bin), \
+                          or use the virtio transport",
+                        })?,
+                )
+            }
+        };
         Ok(Checked {
             qemu,
             qemu_img,
             passt: which(&self.passt_binary),
+            vsock_daemon,
         })
+    }
+
+    /// [`vsock_daemon_binary`](Self::vsock_daemon_binary): a path as is; a
+    /// bare name in `$KILN_HOME/bin`, then in `PATH`.
+    fn find_vsock_daemon(&self) -> Option<PathBuf> {
+        let name = &self.vsock_daemon_binary;
+        if name.components().count() == 1
+            && let Some(dir) = QemuConfig::default_data_dir()
+            && let Some(found) = which(&dir.join("bin").join(name))
+        {
+            return Some(found);
+        }
+        which(name)
     }
 }
 
@@ -193,6 +279,8 @@ pub(crate) struct Checked {
     pub qemu_img: Option<PathBuf>,
     /// `None`: NAT allocations fail with an error naming the fix.
     pub passt: Option<PathBuf>,
+    /// Resolved when the vsock transport is chosen (else `None`).
+    pub vsock_daemon: Option<PathBuf>,
 }
 
 /// `name` itself if it contains a `/`, else the first executable in `PATH`.
@@ -226,6 +314,17 @@ mod tests {
     }
 
     #[test]
+    fn transports_by_name() {
+        for t in [AgentTransport::VirtioSerial, AgentTransport::Vsock] {
+            assert_eq!(t.as_str().parse::<AgentTransport>(), Ok(t));
+        }
+        assert_eq!("virtio-serial".parse(), Ok(AgentTransport::VirtioSerial));
+        let err = "tcp".parse::<AgentTransport>().expect_err("unknown");
+        assert!(err.contains("virtio, vsock"), "{err}");
+        assert_eq!(AgentTransport::default(), AgentTransport::VirtioSerial);
+    }
+
+    #[test]
     fn missing_pieces_name_the_fix() -> std::io::Result<()> {
         let tmp = tempfile::tempdir()?;
         let err = QemuConfig::from_data_dir(tmp.path()).expect_err("no images");
@@ -249,6 +348,19 @@ mod tests {
         });
         let shown = config.check().expect_err("no disk").to_string();
         assert!(shown.starts_with("guest root disk not found"), "{shown}");
+
+        config.debian = None;
+        config.transport = AgentTransport::Vsock;
+        config.vsock_daemon_binary = tmp.path().join("no-such-vhost-device-vsock");
+        let shown = config.check().expect_err("no vsock daemon").to_string();
+        assert!(shown.starts_with("vhost-device-vsock"), "{shown}");
+        assert!(shown.contains("scripts/setup.sh"), "{shown}");
+        // Any executable stands in for the daemon.
+        config.vsock_daemon_binary = PathBuf::from("/bin/sh");
+        let checked = config.check().expect("daemon found");
+        assert_eq!(checked.vsock_daemon, Some(PathBuf::from("/bin/sh")));
+        config.transport = AgentTransport::VirtioSerial;
+        assert_eq!(config.check().expect("no daemon needed").vsock_daemon, None);
 
         config.qemu_binary = PathBuf::from("kiln-no-such-qemu");
         let shown = config.check().expect_err("no qemu").to_string();

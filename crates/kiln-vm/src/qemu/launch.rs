@@ -28,6 +28,9 @@ pub(crate) struct LaunchPlan<'a> {
     pub pidfile: Option<&'a Path>,
     /// The chardev socket of the agent port; `None` for probe boots.
     pub agent_socket: Option<&'a Path>,
+    /// The vhost-user socket of the VM's vsock daemon (the vsock
+    /// transport; then `agent_socket` is `None`).
+    pub vsock_socket: Option<&'a Path>,
     /// passt's socket for `Network::Nat`; `None`: no NIC at all.
     pub passt_socket: Option<&'a Path>,
     /// A qcow2 overlay attached as the first virtio disk.
@@ -65,6 +68,9 @@ impl LaunchPlan<'_> {
         if self.passt_socket.is_some() {
             line.push_str(&net::guest_cmdline());
         }
+        if self.vsock_socket.is_some() {
+            line.push_str(" kiln.transport=vsock");
+        }
         for arg in &self.init_args {
             line.push(' ');
             line.push_str(arg);
@@ -83,7 +89,20 @@ impl LaunchPlan<'_> {
             // QEMU.
             KernelKind::Stock => "microvm",
         };
-        a.pair("-M", machine);
+        if self.vsock_socket.is_some() {
+            // vhost-user devices work on guest RAM the daemon maps: it must
+            // be a shared memfd (without share=on vsock is silently dead).
+            a.pair("-M", format!("{machine},memory-backend=mem"));
+            a.pair(
+                "-object",
+                format!(
+                    "memory-backend-memfd,id=mem,size={}M,share=on",
+                    self.memory_mib
+                ),
+            );
+        } else {
+            a.pair("-M", machine);
+        }
         a.pair("-accel", self.accel.as_str());
         a.pair(
             "-cpu",
@@ -122,6 +141,12 @@ impl LaunchPlan<'_> {
                 "-device",
                 format!("virtserialport,chardev=agent,name={AGENT_PORT}"),
             );
+        }
+        if let Some(socket) = self.vsock_socket {
+            // A client of the daemon's socket, no `reconnect=`: a daemon
+            // that is gone stays gone (see the `vsock` module).
+            a.pair("-chardev", with_path("socket,id=vsock,path=", socket));
+            a.pair("-device", "vhost-user-vsock-device,chardev=vsock");
         }
         if let Some(socket) = self.passt_socket {
             a.pair(
@@ -210,6 +235,7 @@ mod tests {
             name: "qemu-1-0-0000abcd",
             pidfile: Some(Path::new("/s/qemu.pid")),
             agent_socket: Some(Path::new("/s,x/agent.sock")),
+            vsock_socket: None,
             passt_socket: None,
             disk: None,
             init_args: vec!["kiln.token=ab12".into()],
@@ -265,6 +291,44 @@ mod tests {
         assert!(
             args.contains("file=/s/overlay.qcow2 -device virtio-blk-device,drive=disk0"),
             "{args}"
+        );
+    }
+
+    #[test]
+    fn vsock_adds_a_shared_memory_backend_and_the_vhost_user_device() {
+        let mut p = plan(Accel::Tcg, KernelKind::Minimal);
+        p.agent_socket = None;
+        p.vsock_socket = Some(Path::new("/s,x/vhost.sock"));
+        let args = shown(&p.args());
+        assert!(
+            args.starts_with(
+                "-M microvm,acpi=off,memory-backend=mem \
+                 -object memory-backend-memfd,id=mem,size=1024M,share=on -accel tcg"
+            ),
+            "{args}"
+        );
+        assert!(
+            args.ends_with(
+                "-device virtio-rng-device -chardev socket,id=vsock,path=/s,,x/vhost.sock \
+                 -device vhost-user-vsock-device,chardev=vsock"
+            ),
+            "{args}"
+        );
+        assert!(!args.contains("virtio-serial"), "{args}");
+        assert!(
+            p.kernel_cmdline()
+                .ends_with(" kiln.transport=vsock kiln.token=ab12"),
+            "{}",
+            p.kernel_cmdline()
+        );
+        let mut stock = plan(Accel::Tcg, KernelKind::Stock);
+        stock.vsock_socket = Some(Path::new("/s/vhost.sock"));
+        assert!(shown(&stock.args()).starts_with("-M microvm,memory-backend=mem -object"));
+        // The default transport has none of it.
+        let plain = shown(&plan(Accel::Tcg, KernelKind::Minimal).args());
+        assert!(
+            !plain.contains("memory-backend") && !plain.contains("vsock"),
+            "{plain}"
         );
     }
 

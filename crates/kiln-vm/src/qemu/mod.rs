@@ -10,7 +10,9 @@
 //! - `console`: the serial console into a size-capped `console.log`.
 //! - `net`: `Network::Nat` through passt, without access to host loopback.
 //! - `agent`: the one persistent agent connection, bounded by the boot
-//!   timeout.
+//!   timeout, over virtio-serial (default) or vsock.
+//! - `vsock`: the vsock transport's per-VM `vhost-device-vsock` daemon and
+//!   its `CONNECT` handshake.
 //! - `vm`: [`QemuVm`], the [`Vm`](crate::Vm) operations over that connection.
 //! - `reap`: destroying VMs of dead kiln processes.
 //! - [`snapshot`]: restoring VMs from a saved template instead of booting
@@ -41,6 +43,7 @@ mod reap;
 pub mod snapshot;
 mod state;
 mod vm;
+mod vsock;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -53,7 +56,7 @@ use tokio::process::Command;
 
 pub use accel::{Accel, AccelDecision};
 pub use bench::FloorBoot;
-pub use config::{AccelMode, GuestImage, KernelKind, QemuConfig};
+pub use config::{AccelMode, AgentTransport, GuestImage, KernelKind, QemuConfig};
 pub use error::SetupError;
 pub use snapshot::{SnapshotInfo, SnapshotStatus};
 pub use vm::QemuVm;
@@ -415,6 +418,7 @@ impl Core {
             name,
             pidfile: None,
             agent_socket: None,
+            vsock_socket: None,
             passt_socket: None,
             disk: None,
             init_args: Vec::new(),
@@ -435,7 +439,8 @@ impl Core {
         init_args
     }
 
-    /// Starts passt and QEMU for `machine` and connects to its agent. On
+    /// Starts passt, the vsock daemon (vsock transport) and QEMU for
+    /// `machine` and connects to its agent. On
     /// error, `machine` still owns whatever was started (its Drop cleans
     /// up).
     async fn boot(
@@ -454,12 +459,14 @@ impl Core {
             Network::None => None,
             Network::Nat => Some(self.start_passt(machine).await?),
         };
+        let channel = self.agent_channel(machine).await?;
         let token = &options.token;
-        let (pidfile, agent_socket) = (machine.dir.qemu_pid(), machine.dir.agent_socket());
+        let pidfile = machine.dir.qemu_pid();
         let qmp_socket = options.qmp.then(|| machine.dir.qmp_socket());
         let plan = LaunchPlan {
             pidfile: Some(&pidfile),
-            agent_socket: Some(&agent_socket),
+            agent_socket: channel.virtio_socket(),
+            vsock_socket: channel.vhost_socket(),
             passt_socket: passt_socket.as_deref(),
             disk: disk.as_deref(),
             init_args: self.init_args(token, disk.is_some()),
@@ -470,12 +477,16 @@ impl Core {
         let Some(qemu) = machine.qemu.as_ref() else {
             return Err(allocation(&id, "qemu was not started", None));
         };
+        let watched = agent::Watched {
+            qemu,
+            daemon: machine.vsock.as_ref(),
+        };
         let connected = agent::connect(
-            &agent_socket,
+            &channel,
             token,
             &options.client,
             self.config.boot_timeout,
-            qemu,
+            watched,
             progress,
         )
         .await;
@@ -483,6 +494,43 @@ impl Core {
             Ok((client, _info)) => Ok(client),
             Err(why) => Err(boot_failed(machine, &why.to_string()).await),
         }
+    }
+
+    /// The agent channel of `machine` for the configured transport; with
+    /// vsock, its daemon is started first (QEMU needs its socket).
+    pub(crate) async fn agent_channel(
+        &self,
+        machine: &mut Machine,
+    ) -> Result<agent::Channel, VmError> {
+        match self.config.transport {
+            AgentTransport::VirtioSerial => {
+                Ok(agent::Channel::VirtioSerial(machine.dir.agent_socket()))
+            }
+            AgentTransport::Vsock => {
+                let (vhost, uds) = self.start_vsock_daemon(machine).await?;
+                Ok(agent::Channel::Vsock { vhost, uds })
+            }
+        }
+    }
+
+    /// The vsock daemon of `machine`; returns its vhost-user socket and
+    /// the socket the host connects to the guest through.
+    async fn start_vsock_daemon(
+        &self,
+        machine: &mut Machine,
+    ) -> Result<(PathBuf, PathBuf), VmError> {
+        let id = &machine.id;
+        let daemon = self.tools.vsock_daemon.as_ref().ok_or_else(|| {
+            allocation(id, "the vsock transport was not set up (no daemon)", None)
+        })?;
+        let (vhost, uds) = (machine.dir.vhost_socket(), machine.dir.vsock_socket());
+        let process = vsock::start_daemon(daemon, &vhost, &uds, &machine.dir.vsock_log())
+            .await
+            .map_err(|why| allocation(id, &why, None))?;
+        // For reaping, as passt's.
+        let _ = std::fs::write(machine.dir.vsock_pid(), format!("{}\n", process.pid));
+        machine.vsock = Some(process);
+        Ok((vhost, uds))
     }
 
     /// passt for `machine`; returns its socket.
@@ -634,18 +682,30 @@ fn image_for<'c>(config: &'c QemuConfig, spec: &VmSpec) -> Result<&'c GuestImage
             spec.memory_mib
         )));
     }
-    match spec.image.as_str() {
-        FLAVOUR_MINIMAL => Ok(&config.minimal),
+    let image = match spec.image.as_str() {
+        FLAVOUR_MINIMAL => &config.minimal,
         FLAVOUR_DEBIAN => config.debian.as_ref().ok_or_else(|| {
             invalid(format!(
                 "no debian image: run `{}`",
                 kiln_image::Flavour::Debian.build_command()
             ))
-        }),
-        other => Err(invalid(format!(
-            "unknown image flavour `{other}` (known: {FLAVOUR_MINIMAL}, {FLAVOUR_DEBIAN})"
-        ))),
+        })?,
+        other => {
+            return Err(invalid(format!(
+                "unknown image flavour `{other}` (known: {FLAVOUR_MINIMAL}, {FLAVOUR_DEBIAN})"
+            )));
+        }
+    };
+    if config.transport == AgentTransport::Vsock && image.rootfs.is_some() {
+        // Such images boot through the shell /init and the disk's
+        // kiln-init, which know only the virtio port.
+        return Err(invalid(format!(
+            "the vsock transport boots initramfs-only images ({FLAVOUR_MINIMAL}); image `{}` \
+             has a root disk: use the virtio transport",
+            spec.image
+        )));
     }
+    Ok(image)
 }
 
 /// The layout's directories exist before the VM is handed out, as on every
@@ -676,8 +736,9 @@ impl VmProvider for QemuProvider {
         })
     }
 
-    /// Kills the QEMU and passt of `qemu-<pid>-...` directories whose
-    /// owning process is gone, and deletes the directories.
+    /// Kills the QEMU, passt and vsock daemon of `qemu-<pid>-...`
+    /// directories whose owning process is gone, and deletes the
+    /// directories.
     async fn reap_orphans(&self) -> Result<usize, VmError> {
         let base = self.core.config.state_dir.clone();
         let snapshots = self.core.snapshots.clone();
@@ -732,6 +793,17 @@ mod tests {
             "{err}"
         );
         config.debian = Some(image.clone());
+        assert!(image_for(&config, &debian).is_ok());
+        config.transport = AgentTransport::Vsock;
+        assert!(image_for(&config, &ok).is_ok());
+        assert!(image_for(&config, &debian).is_ok(), "no root disk");
+        config.debian = Some(GuestImage {
+            rootfs: Some("/r".into()),
+            ..image.clone()
+        });
+        let err = image_for(&config, &debian).expect_err("vsock and a root disk");
+        assert!(err.to_string().contains("virtio transport"), "{err}");
+        config.transport = AgentTransport::VirtioSerial;
         assert!(image_for(&config, &debian).is_ok());
         let odd = VmSpec {
             image: "windows".into(),

@@ -2,9 +2,10 @@
 //!
 //! A VM's directory is named by its [`VmId`], which carries the owning
 //! process's pid. If that process is gone, nobody will release the VM: its
-//! QEMU and passt are killed and the directory deleted. A pid is killed only
-//! if `/proc/<pid>/cmdline` shows QEMU or passt *and* mentions that VM's
-//! directory, so a pid file pointing at a recycled pid is harmless. Besides
+//! QEMU, passt and the vsock daemon are killed and the directory deleted. A
+//! pid is killed only if `/proc/<pid>/cmdline` shows one of them *and*
+//! mentions that VM's directory, so a pid file pointing at a recycled pid
+//! is harmless. Besides
 //! the pid files, `/proc` is scanned for such processes: a crash between
 //! starting QEMU and QEMU writing its pid file leaves no pid file.
 
@@ -17,7 +18,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::BACKEND;
-use super::state::{PASST_PID, QEMU_PID, StateDir};
+use super::state::{PASST_PID, QEMU_PID, StateDir, VSOCK_PID};
 use crate::VmId;
 use crate::local::group::pid_alive;
 
@@ -56,10 +57,10 @@ pub(crate) fn reap(base: &Path) -> io::Result<usize> {
     Ok(reaped)
 }
 
-/// Kills the QEMU and passt processes of the VM in `dir`; returns their
-/// pids.
+/// Kills the QEMU, passt and vsock daemon processes of the VM in `dir`;
+/// returns their pids.
 fn kill_processes_of(dir: &Path) -> Vec<u32> {
-    let mut candidates: BTreeSet<u32> = [QEMU_PID, PASST_PID]
+    let mut candidates: BTreeSet<u32> = [QEMU_PID, PASST_PID, VSOCK_PID]
         .iter()
         .filter_map(|f| std::fs::read_to_string(dir.join(f)).ok())
         .filter_map(|s| s.trim().parse().ok())
@@ -93,7 +94,8 @@ fn scan_proc(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// Whether `pid` is a QEMU or passt started for the VM in `dir`.
+/// Whether `pid` is a QEMU, passt or vsock daemon started for the VM in
+/// `dir`.
 fn belongs_to(pid: u32, dir: &Path) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| is_vm_process(&cmdline, dir))
 }
@@ -106,7 +108,9 @@ fn is_vm_process(cmdline: &[u8], dir: &Path) -> bool {
         return false;
     };
     let base = program.rsplit('/').next().unwrap_or_default();
-    let ours = base.starts_with("qemu-system") || base.starts_with("passt");
+    let ours = base.starts_with("qemu-system")
+        || base.starts_with("passt")
+        || base == super::config::VSOCK_DAEMON;
     // QEMU escapes `,` in option values as `,,`; the directory is matched
     // in that form too.
     let dir = dir.to_string_lossy();
@@ -145,6 +149,22 @@ mod tests {
                 "/usr/bin/qemu-system-x86_64",
                 "-pidfile",
                 "/state/qemu-1-0-0000abcd0/x"
+            ]),
+            dir
+        ));
+        assert!(is_vm_process(
+            &cmd(&[
+                "/kiln/bin/vhost-device-vsock",
+                "--guest-cid=3",
+                "--socket=/state/qemu-1-0-0000abcd/vhost.sock",
+                "--uds-path=/state/qemu-1-0-0000abcd/vsock.sock"
+            ]),
+            dir
+        ));
+        assert!(!is_vm_process(
+            &cmd(&[
+                "/kiln/bin/vhost-device-vsock",
+                "--socket=/state/qemu-1-0-0000abcd0/vhost.sock"
             ]),
             dir
         ));

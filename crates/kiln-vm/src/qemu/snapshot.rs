@@ -63,7 +63,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::UnixStream;
 
-use super::config::{GuestImage, QemuConfig};
+use super::config::{AgentTransport, GuestImage, QemuConfig};
 use super::launch::LaunchPlan;
 use super::qmp::{Qmp, shell_quote};
 use super::vm::{Machine, QemuVm};
@@ -286,6 +286,13 @@ impl Snapshots {
     /// The usable snapshot for `spec`, or why there is none. A snapshot
     /// that fails its checks (metadata, size) is discarded.
     pub fn find(&self, core: &Core, spec: &VmSpec, image: &GuestImage) -> Lookup {
+        if core.config.transport == AgentTransport::Vsock {
+            return Lookup::Unsupported(
+                "the vsock transport cannot be snapshotted (QEMU blocks migrating a \
+                 vhost-user-vsock device)"
+                    .to_owned(),
+            );
+        }
         if image.rootfs.is_some() && core.tools.qemu_img.is_none() {
             return Lookup::Unsupported(format!(
                 "image `{}` has a root disk and qemu-img was not found",

@@ -1,5 +1,5 @@
 //! One directory per VM, `<state_dir>/<vm-id>/`, holding everything of it
-//! on the host: QEMU's pid file, the agent and passt sockets, the console
+//! on the host: QEMU's pid file, the agent, passt and vsock daemon sockets, the console
 //! log, the disk overlay. Deleting the directory is deleting the VM's
 //! storage; orphan reaping finds VMs by these directories.
 
@@ -11,7 +11,14 @@ use crate::VmId;
 
 pub(crate) const QEMU_PID: &str = "qemu.pid";
 pub(crate) const PASST_PID: &str = "passt.pid";
+pub(crate) const VSOCK_PID: &str = "vsock.pid";
 const AGENT_SOCKET: &str = "agent.sock";
+/// vhost-device-vsock's vhost-user socket (QEMU connects to it).
+const VHOST_SOCKET: &str = "vhost.sock";
+/// vhost-device-vsock's socket for the host's connections into the guest
+/// (`CONNECT <port>`).
+const VSOCK_SOCKET: &str = "vsock.sock";
+const VSOCK_LOG: &str = "vsock.log";
 const PASST_SOCKET: &str = "passt.sock";
 const CONSOLE_LOG: &str = "console.log";
 const QEMU_LOG: &str = "qemu.log";
@@ -22,8 +29,11 @@ const QMP_SOCKET: &str = "qmp.sock";
 /// `sun_path` holds 108 bytes including the terminating NUL.
 pub(crate) const MAX_SOCKET_PATH: usize = 107;
 /// The longest VM id: `qemu-` + a 7-digit pid + a 20-digit counter + 8 hex
-/// digits and the dashes; plus `/agent.sock` and its separator.
+/// digits and the dashes; plus `/agent.sock` (as long as every socket
+/// name here) and its separator.
 pub(crate) const LONGEST_SUFFIX: usize = 1 + (5 + 7 + 1 + 20 + 1 + 8) + 1 + AGENT_SOCKET.len();
+const _: () =
+    assert!(VHOST_SOCKET.len() <= AGENT_SOCKET.len() && VSOCK_SOCKET.len() <= AGENT_SOCKET.len());
 
 #[derive(Debug)]
 pub(crate) struct StateDir {
@@ -57,6 +67,18 @@ impl StateDir {
     }
     pub fn agent_socket(&self) -> PathBuf {
         self.path.join(AGENT_SOCKET)
+    }
+    pub fn vsock_pid(&self) -> PathBuf {
+        self.path.join(VSOCK_PID)
+    }
+    pub fn vhost_socket(&self) -> PathBuf {
+        self.path.join(VHOST_SOCKET)
+    }
+    pub fn vsock_socket(&self) -> PathBuf {
+        self.path.join(VSOCK_SOCKET)
+    }
+    pub fn vsock_log(&self) -> PathBuf {
+        self.path.join(VSOCK_LOG)
     }
     pub fn passt_socket(&self) -> PathBuf {
         self.path.join(PASST_SOCKET)

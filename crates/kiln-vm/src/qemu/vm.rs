@@ -24,7 +24,8 @@ const CONSOLE_WAIT: Duration = Duration::from_secs(1);
 /// Console lines quoted in errors.
 pub(crate) const CONSOLE_LINES: usize = 15;
 
-/// The host side of one VM. Dropping it kills QEMU and passt and deletes the
+/// The host side of one VM. Dropping it kills QEMU, passt and the vsock
+/// daemon and deletes the
 /// state directory, synchronously: the safety net for every early return
 /// between the first file and a handed-out VM, and for a VM never released.
 pub(crate) struct Machine {
@@ -32,6 +33,8 @@ pub(crate) struct Machine {
     pub dir: StateDir,
     pub qemu: Option<Process>,
     pub passt: Option<Process>,
+    /// The vsock transport's `vhost-device-vsock`.
+    pub vsock: Option<Process>,
     pub console: Option<JoinHandle<()>>,
     destroyed: bool,
 }
@@ -43,13 +46,18 @@ impl Machine {
             dir,
             qemu: None,
             passt: None,
+            vsock: None,
             console: None,
             destroyed: false,
         }
     }
 
     fn processes(&self) -> impl Iterator<Item = &Process> {
-        self.qemu.iter().chain(self.passt.iter())
+        // QEMU first: the daemon outlives its device for no one.
+        self.qemu
+            .iter()
+            .chain(self.passt.iter())
+            .chain(self.vsock.iter())
     }
 
     /// Kills what still runs, waits for it (bounded), deletes the directory.
@@ -134,6 +142,11 @@ impl QemuVm {
     /// QEMU's pid.
     pub fn qemu_pid(&self) -> Option<u32> {
         self.machine.qemu.as_ref().map(|p| p.pid)
+    }
+
+    /// The vsock daemon's pid (vsock transport).
+    pub fn vsock_daemon_pid(&self) -> Option<u32> {
+        self.machine.vsock.as_ref().map(|p| p.pid)
     }
 
     /// A round trip through the agent.
@@ -351,14 +364,20 @@ impl Vm for QemuVm {
         destroyed
     }
 
-    /// QEMU still runs and the agent connection is up.
+    /// QEMU (and the vsock daemon, if any: vsock dies with it) still run
+    /// and the agent connection is up.
     fn is_alive(&self) -> bool {
         let qemu_runs = self
             .machine
             .qemu
             .as_ref()
             .is_some_and(|q| q.exited().is_none());
-        qemu_runs && self.client.lost().is_none()
+        let daemon_runs = self
+            .machine
+            .vsock
+            .as_ref()
+            .is_none_or(|d| d.exited().is_none());
+        qemu_runs && daemon_runs && self.client.lost().is_none()
     }
 
     /// An agent ping.

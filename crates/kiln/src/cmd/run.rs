@@ -180,6 +180,7 @@ fn provider(args: &RunArgs) -> anyhow::Result<Chosen> {
             // Restore is the default: it is ~8x faster than a boot and
             // falls back to one by itself.
             config.snapshot_restore = !args.no_snapshot;
+            config.transport = args.transport.into();
             let provider = QemuProvider::new(config)?;
             eprintln!("qemu: accelerator {}", provider.accel());
             Ok(Chosen {

@@ -31,7 +31,8 @@ pub enum Entry {
     /// 100 MiB of step output streamed to the host, every byte counted.
     #[value(name = "stream_100mib")]
     Stream100Mib,
-    /// Host RSS of an idle, ready VM: QEMU plus passt.
+    /// Host RSS of an idle, ready VM: QEMU plus passt (plus the vsock
+    /// daemon on that transport).
     #[value(name = "idle_vm_rss_mib")]
     IdleVmRss,
     /// A VM restored from the image's snapshot until its agent answered
@@ -103,6 +104,11 @@ impl Entry {
             }
             Entry::ExecRoundtrip | Entry::Stream100Mib | Entry::PoolAllocate => Shape::Warm,
         }
+    }
+
+    /// Restores snapshots (impossible on the vsock transport).
+    pub fn needs_snapshot(self) -> bool {
+        matches!(self, Entry::RestoreReady | Entry::PoolAllocate)
     }
 
     /// Measured for every kernel asked for; the others only for the first
@@ -331,10 +337,13 @@ async fn idle_vm_rss(ctx: &Ctx, t: &Target, n: usize) -> anyhow::Result<Vec<Vec<
         tokio::time::sleep(RSS_SETTLE).await;
         let qemu_kib = vm.qemu_pid().map(rss_kib).transpose();
         let passt_kib = vm.passt_pid().map(rss_kib).transpose();
+        // The vsock transport's daemon is part of the VM's cost too.
+        let daemon_kib = vm.vsock_daemon_pid().map(rss_kib).transpose();
         vm.release().await?;
         let qemu_kib = qemu_kib?.context("the vm has no qemu process")?;
         let passt_kib = passt_kib?.unwrap_or(0);
-        total.push((qemu_kib + passt_kib) as f64 / 1024.0);
+        let daemon_kib = daemon_kib?.unwrap_or(0);
+        total.push((qemu_kib + passt_kib + daemon_kib) as f64 / 1024.0);
         passt.push(passt_kib as f64 / 1024.0);
     }
     Ok(vec![total, passt])

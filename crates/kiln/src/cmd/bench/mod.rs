@@ -19,12 +19,13 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use kiln_image::KernelKind;
-use kiln_vm::qemu::{GuestImage, QemuConfig, QemuProvider};
+use kiln_vm::qemu::{AgentTransport, GuestImage, QemuConfig, QemuProvider};
 use kiln_vm::{Network, VmSpec};
 use serde_json::{Map, Value, json};
 
 use self::entries::{Ctx, Entry, Series, Shape, Target, Unit, series_name};
 use self::stats::Summary;
+use crate::cli::TransportArg;
 use crate::exit::Code;
 
 #[derive(Debug, Args)]
@@ -51,6 +52,10 @@ pub struct BenchArgs {
     /// Guest networking; `nat` (passt) is what `kiln run` uses.
     #[arg(long, value_enum, default_value = "nat")]
     pub network: NetworkArg,
+    /// The agent channel of every VM measured (`vsock` skips the snapshot
+    /// entries: such VMs always cold-boot).
+    #[arg(long, value_enum, default_value = "virtio")]
+    pub transport: TransportArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,9 +109,20 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Code> {
         .with_writer(std::io::stderr)
         .try_init();
     let data_dir = crate::data_dir()?;
+    let transport = AgentTransport::from(args.transport);
     let selected: Vec<Entry> = Entry::ALL
         .into_iter()
         .filter(|e| args.only.is_empty() || args.only.contains(e))
+        .filter(|e| {
+            let skip = transport == AgentTransport::Vsock && e.needs_snapshot();
+            if skip {
+                eprintln!(
+                    "kiln bench: {} skipped: vsock VMs cannot be snapshotted",
+                    e.name()
+                );
+            }
+            !skip
+        })
         .collect();
     let spec = VmSpec {
         network: match args.network {
@@ -119,13 +135,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Code> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let targets = targets(&data_dir, args.kernel.kinds(), &selected)?;
+    let targets = targets(&data_dir, args.kernel.kinds(), &selected, transport)?;
     let Some(first) = targets.first() else {
         bail!("no kernel to measure");
     };
     let load_at_start = load_average();
     eprintln!(
-        "kiln bench: accelerator {}; vm {} vcpus, {} MiB, network {}; {} samples; load average {}",
+        "kiln bench: accelerator {}; transport {transport}; vm {} vcpus, {} MiB, network {}; \
+         {} samples; load average {}",
         first.provider.accel(),
         spec.vcpus,
         spec.memory_mib,
@@ -199,6 +216,7 @@ fn targets(
     data_dir: &Path,
     kinds: &[KernelKind],
     selected: &[Entry],
+    transport: AgentTransport,
 ) -> anyhow::Result<Vec<Target>> {
     let mut targets = Vec::new();
     for (kind, image) in images::resolve(data_dir, kinds)? {
@@ -211,6 +229,7 @@ fn targets(
         let mut config = QemuConfig::new(GuestImage::from(image), data_dir.join("qemu-vms"));
         // Snapshots where `kiln run` keeps them: built once, shared.
         config.snapshot_dir = data_dir.join("qemu-snapshots");
+        config.transport = transport;
         let provider = QemuProvider::new(config).with_context(|| {
             format!(
                 "cannot set up the qemu backend for the {} kernel \

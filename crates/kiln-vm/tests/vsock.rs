@@ -1,0 +1,495 @@
+//! The qemu backend on the vsock transport, against real microVMs and a
+//! real `vhost-device-vsock` daemon per VM.
+//!
+//! Needs what `tests/qemu.rs` needs plus the daemon (`./scripts/setup.sh`
+//! installs it into `$KILN_HOME/bin`). Without them each test prints why
+//! and passes, unless `KILN_REQUIRE_QEMU` is set (CI): then a missing
+//! daemon, like a missing image, fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_vm::qemu::{AccelMode, AgentTransport, SetupError};
+use kiln_vm::{
+    ExecRequest, ExecResult, KillGrace, Network, OutputChunk, OutputStream, PoolConfig, QemuConfig,
+    QemuProvider, QemuVm, Vm, VmError, VmProvider, VmSpec, WarmPool,
+};
+use tempfile::TempDir;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Bounds a wait that only a broken transport would make endless.
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
+struct Fixture {
+    provider: Arc<QemuProvider>,
+    state: TempDir,
+}
+
+/// The images of `$KILN_HOME`, the vsock transport, state in `state`.
+fn config(state: &Path) -> Result<QemuConfig, String> {
+    let data = QemuConfig::default_data_dir().ok_or("neither KILN_HOME nor HOME is set")?;
+    let mut config = QemuConfig::from_data_dir(&data).map_err(|e| chain(&e))?;
+    config.state_dir = state.to_owned();
+    config.kill_grace = KillGrace {
+        interrupt: Duration::from_millis(500),
+        terminate: Duration::from_millis(500),
+    };
+    config.shutdown_timeout = Duration::from_secs(5);
+    config.boot_timeout = Duration::from_secs(60);
+    config.accel = AccelMode::Auto;
+    config.transport = AgentTransport::Vsock;
+    Ok(config)
+}
+
+fn fixture() -> Option<Fixture> {
+    fixture_with(|_| {})
+}
+
+fn fixture_with(adjust: impl FnOnce(&mut QemuConfig)) -> Option<Fixture> {
+    let state = tempfile::Builder::new()
+        .prefix("kv")
+        .tempdir()
+        .expect("tempdir");
+    let mut config = match config(state.path()) {
+        Ok(config) => config,
+        Err(why) => return skip(&why),
+    };
+    adjust(&mut config);
+    match QemuProvider::new(config) {
+        Ok(provider) => Some(Fixture {
+            provider: Arc::new(provider),
+            state,
+        }),
+        // A missing daemon is a MissingTool too: under KILN_REQUIRE_QEMU
+        // it fails the test.
+        Err(
+            e @ (SetupError::MissingTool { .. }
+            | SetupError::MissingImage { .. }
+            | SetupError::NoImage { .. }),
+        ) => skip(&chain(&e)),
+        Err(e) => panic!("qemu provider setup failed: {e}"),
+    }
+}
+
+fn skip<T>(why: &str) -> Option<T> {
+    if std::env::var_os("KILN_REQUIRE_QEMU").is_some() {
+        panic!("KILN_REQUIRE_QEMU is set but the vsock transport cannot run: {why}");
+    }
+    eprintln!("SKIPPED (qemu backend or vsock daemon unavailable): {why}");
+    None
+}
+
+fn spec() -> VmSpec {
+    VmSpec {
+        vcpus: 1,
+        memory_mib: 512,
+        network: Network::None,
+        ..VmSpec::default()
+    }
+}
+
+impl Fixture {
+    async fn vm(&self) -> QemuVm {
+        match self.provider.allocate_vm(&spec()).await {
+            Ok(vm) => vm,
+            Err(e) => panic!("allocate failed: {}", chain(&e)),
+        }
+    }
+
+    fn state_entries(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.state.path())
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+async fn run(vm: &dyn Vm, req: ExecRequest) -> Result<(ExecResult, Vec<OutputChunk>), VmError> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let result = vm.exec(req, tx).await?;
+    let mut chunks = Vec::new();
+    while let Ok(chunk) = rx.try_recv() {
+        chunks.push(chunk);
+    }
+    Ok((result, chunks))
+}
+
+fn bytes(chunks: &[OutputChunk], stream: OutputStream) -> Vec<u8> {
+    chunks
+        .iter()
+        .filter(|c| c.stream == stream)
+        .flat_map(|c| c.data.iter().copied())
+        .collect()
+}
+
+fn text(chunks: &[OutputChunk], stream: OutputStream) -> String {
+    String::from_utf8_lossy(&bytes(chunks, stream)).into_owned()
+}
+
+async fn sh(vm: &dyn Vm, script: &str) -> Result<(ExecResult, String, String), VmError> {
+    let (result, chunks) = run(vm, ExecRequest::new(["sh", "-c", script])).await?;
+    Ok((
+        result,
+        text(&chunks, OutputStream::Stdout),
+        text(&chunks, OutputStream::Stderr),
+    ))
+}
+
+/// Whether a host process still runs (zombies count as gone).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|s| s != "Z" && s != "X")
+    })
+}
+
+async fn gone(pid: u32) -> bool {
+    for _ in 0..250 {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Live processes whose command line mentions `dir`, with their program.
+fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|pid| {
+                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                    let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+                    let program = cmdline.split('\0').next()?.rsplit('/').next()?.to_owned();
+                    (cmdline.contains(&needle) && alive(pid)).then_some((pid, program))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boots_over_vsock_says_hello_and_streams_output_in_order() -> TestResult {
+    // Snapshots on: the vsock transport must cold-boot anyway.
+    let Some(f) = fixture_with(|c| c.snapshot_restore = true) else {
+        return Ok(());
+    };
+    let vm = f.vm().await;
+    let daemon = vm.vsock_daemon_pid().ok_or("no vsock daemon")?;
+    assert!(alive(daemon));
+    let console = std::fs::read_to_string(vm.state_dir().join("console.log"))?;
+    assert!(console.contains("kiln-init: vsock port 1024"), "{console}");
+    assert!(
+        !vm.state_dir().join("agent.sock").exists(),
+        "a virtio-serial socket on the vsock transport"
+    );
+    // The guest kernel knows its transport, and has no virtio-serial port.
+    let (r, out, err) = sh(
+        &vm,
+        "cat /proc/cmdline; ls /sys/class/virtio-ports 2>/dev/null | wc -l",
+    )
+    .await?;
+    assert!(r.success(), "{r:?} {err}");
+    assert!(out.contains("kiln.transport=vsock"), "{out}");
+    assert!(out.ends_with("\n0\n"), "{out}");
+
+    // Streamed, not buffered: the command waits for a file that the host
+    // creates only after it has received the first line.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let script = "echo first; until [ -e /tmp/go ]; do sleep 0.05; done; \
+                  echo second >&2; for i in 1 2 3 4 5; do echo line$i; done";
+    let exec = vm.exec(ExecRequest::new(["sh", "-c", script]), tx);
+    let host = async {
+        let first = rx.recv().await.ok_or("no output")?;
+        assert_eq!(first.stream, OutputStream::Stdout);
+        assert_eq!(&first.data[..], b"first\n");
+        let (r, _, err) = sh(&vm, "touch /tmp/go").await?;
+        assert!(r.success(), "{r:?} {err}");
+        let mut rest = vec![first];
+        while let Some(chunk) = rx.recv().await {
+            rest.push(chunk);
+        }
+        Ok::<_, Box<dyn std::error::Error>>(rest)
+    };
+    let (result, chunks) =
+        tokio::time::timeout(HANG_GUARD, async { tokio::join!(exec, host) }).await?;
+    let (result, chunks) = (result?, chunks?);
+    assert!(result.success(), "{result:?}");
+    assert_eq!(
+        text(&chunks, OutputStream::Stdout),
+        "first\nline1\nline2\nline3\nline4\nline5\n"
+    );
+    assert_eq!(text(&chunks, OutputStream::Stderr), "second\n");
+
+    // No snapshot with vsock: refused, said why, and nothing restored or
+    // built in the background.
+    let refused = f.provider.prepare_snapshot(&spec()).await;
+    let err = refused.expect_err("a vsock VM cannot be snapshotted");
+    assert!(err.to_string().contains("vsock"), "{err}");
+    let stats = f.provider.stats();
+    assert_eq!((stats.cold_boots, stats.restored), (1, 0), "{stats:?}");
+    assert_eq!(stats.background_builds, 0, "{stats:?}");
+    Box::new(vm).release().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_and_archives_round_trip_over_vsock() -> TestResult {
+    let Some(f) = fixture() else { return Ok(()) };
+    let vm = f.vm().await;
+    // Several protocol chunks (1 MiB each), not a repeating pattern.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..5 * 1024 * 1024 + 13)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    vm.put_file("/home/runner/work/data.bin", data.clone(), 0o640)
+        .await?;
+    assert!(vm.get_file("/home/runner/work/data.bin").await? == data);
+    let (_, mode, _) = sh(&vm, "stat -c %a /home/runner/work/data.bin").await?;
+    assert_eq!(mode, "640\n");
+
+    let host = tempfile::tempdir()?;
+    let src = host.path().join("src");
+    std::fs::create_dir_all(src.join("nested"))?;
+    std::fs::write(src.join("top.txt"), b"top\n")?;
+    std::fs::write(src.join("nested/blob"), &data[..100_000])?;
+    std::os::unix::fs::symlink("top.txt", src.join("link"))?;
+    kiln_vm::upload_dir(&vm, &src, "/home/runner/work/repo").await?;
+    let (r, out, _) = sh(
+        &vm,
+        "cd /home/runner/work/repo && cat link && wc -c < nested/blob",
+    )
+    .await?;
+    assert!(r.success(), "{r:?}");
+    assert_eq!(out, "top\n100000\n");
+    vm.put_file(
+        "/home/runner/work/repo/made-in-guest",
+        b"guest\n".to_vec(),
+        0o644,
+    )
+    .await?;
+    let back = host.path().join("back");
+    kiln_vm::download_dir(&vm, "/home/runner/work/repo", &back).await?;
+    assert!(std::fs::read(back.join("nested/blob"))? == data[..100_000]);
+    assert_eq!(std::fs::read(back.join("made-in-guest"))?, b"guest\n");
+    assert_eq!(std::fs::read_link(back.join("link"))?, Path::new("top.txt"));
+    Box::new(vm).release().await?;
+    Ok(())
+}
+
+/// The numbers `seq 1 LAST` prints add up to at least 100 MiB.
+const LAST: u64 = 12_885_412;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_mib_of_output_arrive_intact_and_in_order() -> TestResult {
+    let Some(f) = fixture() else { return Ok(()) };
+    let vm = f.vm().await;
+    let (result, chunks) = tokio::time::timeout(
+        HANG_GUARD,
+        run(&vm, ExecRequest::new(["seq", "1", &LAST.to_string()])),
+    )
+    .await??;
+    assert!(result.success(), "{result:?}");
+    let out = bytes(&chunks, OutputStream::Stdout);
+    assert!(out.len() >= 100 * 1024 * 1024, "only {} bytes", out.len());
+    // Every line is the next number: nothing lost, doubled or reordered.
+    let mut expected = 1u64;
+    for line in out.split(|&b| b == b'\n') {
+        if expected > LAST {
+            assert!(line.is_empty(), "output after the last number");
+            break;
+        }
+        let got: u64 = std::str::from_utf8(line)?.parse()?;
+        assert_eq!(got, expected, "line {expected}");
+        expected += 1;
+    }
+    assert_eq!(expected, LAST + 1);
+    // The connection still works afterwards.
+    vm.ping().await?;
+    Box::new(vm).release().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_and_drop_leave_no_qemu_no_daemon_and_no_state() -> TestResult {
+    let Some(f) = fixture() else { return Ok(()) };
+    for release in [true, false] {
+        let vm = f.vm().await;
+        let dir = vm.state_dir().to_owned();
+        let qemu = vm.qemu_pid().ok_or("no qemu pid")?;
+        let daemon = vm.vsock_daemon_pid().ok_or("no daemon pid")?;
+        let mut programs: Vec<String> = processes_mentioning(&dir)
+            .into_iter()
+            .map(|(_, program)| program)
+            .collect();
+        programs.sort();
+        assert_eq!(
+            programs,
+            ["qemu-system-x86_64", "vhost-device-vsock"],
+            "one qemu and one daemon per vm"
+        );
+        if release {
+            Box::new(vm).release().await?;
+        } else {
+            drop(vm);
+        }
+        assert!(gone(qemu).await, "qemu survived (release: {release})");
+        assert!(gone(daemon).await, "daemon survived (release: {release})");
+        assert!(!dir.exists(), "state survived (release: {release})");
+        assert!(processes_mentioning(&dir).is_empty());
+    }
+    assert!(f.state_entries().is_empty(), "{:?}", f.state_entries());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_daemon_makes_the_vm_unhealthy() -> TestResult {
+    let Some(f) = fixture() else { return Ok(()) };
+    let vm = f.vm().await;
+    assert!(vm.is_alive());
+    let daemon = vm.vsock_daemon_pid().ok_or("no daemon pid")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(daemon)?),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    assert!(gone(daemon).await);
+    // The process watcher sees the exit: a pool would discard this VM.
+    let mut unhealthy = false;
+    for _ in 0..250 {
+        if !vm.is_alive() {
+            unhealthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        unhealthy,
+        "a vm without its vsock daemon still counts as alive"
+    );
+    let dir = vm.state_dir().to_owned();
+    // Release still cleans up (the agent cannot be reached: QEMU is killed).
+    let _ = Box::new(vm).release().await;
+    assert!(!dir.exists());
+    assert!(processes_mentioning(&dir).is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_warm_pool_hands_out_cold_booted_vsock_vms() -> TestResult {
+    let Some(f) = fixture_with(|c| c.snapshot_restore = true) else {
+        return Ok(());
+    };
+    let inner: Arc<dyn VmProvider> = f.provider.clone();
+    let pool = WarmPool::new(
+        inner,
+        PoolConfig {
+            specs: vec![spec()],
+            ..PoolConfig::new(1, 2)
+        },
+    );
+    for round in 0..2 {
+        let vm = tokio::time::timeout(HANG_GUARD, pool.allocate(&spec()))
+            .await??
+            .vm;
+        let (r, out, _) = sh(vm.as_ref(), "echo pooled").await?;
+        assert!(r.success(), "round {round}: {r:?}");
+        assert_eq!(out, "pooled\n");
+        vm.release().await?;
+    }
+    pool.shutdown().await?;
+    let stats = f.provider.stats();
+    assert_eq!(stats.restored, 0, "{stats:?}");
+    assert!(stats.cold_boots >= 2, "{stats:?}");
+    assert!(f.state_entries().is_empty(), "{:?}", f.state_entries());
+    assert!(processes_mentioning(f.state.path()).is_empty());
+    Ok(())
+}
+
+/// Run by `orphans_of_a_killed_owner_are_reaped_with_their_daemon` in a
+/// child process: boots a vsock VM, says where, and waits to be killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vsock_orphan_owner_helper() -> TestResult {
+    let Some(state) = std::env::var_os("KILN_VSOCK_TEST_ORPHAN_STATE") else {
+        return Ok(()); // only meaningful as the child of the test below
+    };
+    let config = config(Path::new(&state))?;
+    let provider = QemuProvider::new(config)?;
+    let vm = provider.allocate_vm(&spec()).await?;
+    println!("READY {}", vm.state_dir().display());
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    drop(vm);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_of_a_killed_owner_are_reaped_with_their_daemon() -> TestResult {
+    let Some(f) = fixture() else { return Ok(()) };
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--exact",
+            "vsock_orphan_owner_helper",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("KILN_VSOCK_TEST_ORPHAN_STATE", f.state.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let dir = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.split_once("READY ")
+                    .map(|(_, dir)| PathBuf::from(dir.trim()))
+            })
+    })
+    .await?;
+    let Some(dir) = dir else {
+        let _ = child.kill();
+        panic!("the owner process never booted its VM");
+    };
+    assert_eq!(f.provider.reap_orphans().await?, 0);
+    child.kill()?; // SIGKILL: no release, no Drop
+    child.wait()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let orphans = processes_mentioning(&dir);
+    let mut programs: Vec<&str> = orphans.iter().map(|(_, p)| p.as_str()).collect();
+    programs.sort_unstable();
+    assert_eq!(
+        programs,
+        ["qemu-system-x86_64", "vhost-device-vsock"],
+        "qemu and the daemon outlive their owner"
+    );
+
+    assert_eq!(f.provider.reap_orphans().await?, 1);
+    for (pid, program) in &orphans {
+        assert!(gone(*pid).await, "{program} {pid} survived reaping");
+    }
+    assert!(!dir.exists());
+    assert!(f.state_entries().is_empty());
+    Ok(())
+}
