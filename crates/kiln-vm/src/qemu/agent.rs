@@ -23,8 +23,9 @@
 //! by the boot deadline, and QEMU exiting ends the wait at once.
 //!
 //! With the vsock transport ([`Channel::Vsock`]) a connection is made
-//! through the VM's vhost-user daemon (see the `vsock` module): it fails
-//! while the agent does not listen yet, and is retried every
+//! through the VM's vhost-user daemon (see the `vsock` module), only once
+//! /init has printed its first line (earlier ones could wedge the daemon):
+//! it fails while the agent does not listen yet, and is retried every
 //! [`RETRY_PAUSE`]; once `OK` came, the agent has accepted it, and the
 //! same hello-and-ping handshake follows. The daemon exiting ends the wait
 //! at once, as QEMU's does.
@@ -161,6 +162,18 @@ pub(crate) async fn connect(
                     after: boot_timeout,
                     last: last.clone(),
                 });
+            }
+            if matches!(channel, Channel::Vsock { .. }) && console_open && init.borrow().is_none() {
+                // No CONNECT before the guest's /init speaks: connections
+                // that reach the daemon before the guest set its vrings up
+                // wedged it now and then (about 1 boot in 10), and QEMU,
+                // which waits on the daemon, with it.
+                last = "waiting for the guest's /init".to_owned();
+                match tokio::time::timeout_at(deadline, init.changed()).await {
+                    Ok(Ok(())) | Err(_) => {}
+                    Ok(Err(_closed)) => console_open = false,
+                }
+                continue;
             }
             let stream = match channel.open().await {
                 Ok(stream) => stream,

@@ -17,14 +17,12 @@
 //! tests bind `::1` and expect dual stack). `--no-map-gw` covers IPv6 too:
 //! the host's `::1` is not reachable through the guest's gateway.
 
-use std::fs::File;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command;
 
-use super::process::Process;
+use super::process::{self, Process};
 
 pub(crate) const GUEST_ADDR: &str = "10.0.2.15";
 pub(crate) const GUEST_PREFIX: u8 = 24;
@@ -84,33 +82,7 @@ pub(crate) async fn start_passt(
     socket: &Path,
     log: &Path,
 ) -> Result<Process, String> {
-    let out = File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| format!("cannot duplicate a file handle: {e}"))?;
     let mut cmd = Command::new(binary);
-    cmd.args(passt_args(socket))
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    let (passt, _) = Process::spawn("passt", cmd)
-        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-    let deadline = tokio::time::Instant::now() + SOCKET_WAIT;
-    loop {
-        if socket.exists() {
-            return Ok(passt);
-        }
-        if let Some(status) = passt.exited() {
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            return Err(format!("passt exited ({status}): {}", log.trim()));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            passt.kill();
-            return Err(format!(
-                "passt did not create its socket within {SOCKET_WAIT:?}"
-            ));
-        }
-        // passt needs a few ms; a coarse poll would add its own latency.
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    cmd.args(passt_args(socket));
+    process::start_socket_daemon("passt", cmd, socket, log, SOCKET_WAIT).await
 }

@@ -88,3 +88,42 @@ impl Process {
         self.wait(limit).await
     }
 }
+
+/// Starts a helper daemon of a VM (passt, vhost-device-vsock) with its
+/// output in `log`, and waits up to `wait` until it has created `socket`,
+/// which QEMU connects to at start-up. Errors name `name` and carry the
+/// daemon's log when it exited; a daemon still without its socket is killed.
+pub(crate) async fn start_socket_daemon(
+    name: &'static str,
+    mut cmd: Command,
+    socket: &std::path::Path,
+    log: &std::path::Path,
+    wait: Duration,
+) -> Result<Process, String> {
+    let out =
+        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("cannot duplicate a file handle: {e}"))?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    let binary = cmd.as_std().get_program().to_owned();
+    let (daemon, _) = Process::spawn(name, cmd)
+        .map_err(|e| format!("cannot start {}: {e}", binary.to_string_lossy()))?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if socket.exists() {
+            return Ok(daemon);
+        }
+        if let Some(status) = daemon.exited() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!("{name} exited ({status}): {}", log.trim()));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            daemon.kill();
+            return Err(format!("{name} did not create its socket within {wait:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

@@ -21,17 +21,15 @@
 //! [`StateDir::vsock_socket`]: super::state::StateDir::vsock_socket
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::process::Command;
 
-use super::process::Process;
+use super::process::{self, Process};
 
 /// The guest port the agent listens on (kiln-agent's default).
 pub(crate) const AGENT_PORT: u32 = 1024;
@@ -65,38 +63,10 @@ pub(crate) async fn start_daemon(
     uds: &Path,
     log: &Path,
 ) -> Result<Process, String> {
-    let out = File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| format!("cannot duplicate a file handle: {e}"))?;
     let mut cmd = Command::new(binary);
     cmd.args(daemon_args(vhost_socket, uds))
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    let (daemon, _) = Process::spawn("vhost-device-vsock", cmd)
-        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-    let deadline = tokio::time::Instant::now() + SOCKET_WAIT;
-    loop {
-        if vhost_socket.exists() {
-            return Ok(daemon);
-        }
-        if let Some(status) = daemon.exited() {
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            return Err(format!(
-                "vhost-device-vsock exited ({status}): {}",
-                log.trim()
-            ));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            daemon.kill();
-            return Err(format!(
-                "vhost-device-vsock did not create its socket within {SOCKET_WAIT:?}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+        .env("RUST_LOG", "error");
+    process::start_socket_daemon("vhost-device-vsock", cmd, vhost_socket, log, SOCKET_WAIT).await
 }
 
 /// Why a connection into the guest did not come about.
