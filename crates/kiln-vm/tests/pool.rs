@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_vm::qemu::{AccelMode, SetupError};
-use kiln_vm::{
-    ExecRequest, Network, PoolConfig, QemuConfig, QemuProvider, Vm, VmProvider, VmSpec, WarmPool,
-};
+use kiln_vm::{ExecRequest, Network, PoolConfig, QemuProvider, Vm, VmProvider, VmSpec, WarmPool};
 use tempfile::TempDir;
+
+mod support;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -25,49 +24,17 @@ struct Fixture {
     state: TempDir,
 }
 
+/// A provider that restores snapshots (kept in its own state directory).
 fn fixture() -> Option<Fixture> {
-    let state = tempfile::Builder::new()
-        .prefix("kp")
-        .tempdir()
-        .expect("tempdir");
-    let made = QemuConfig::default_data_dir()
-        .ok_or_else(|| "neither KILN_HOME nor HOME is set".to_owned())
-        .and_then(|data| QemuConfig::from_data_dir(&data).map_err(|e| e.to_string()));
-    let mut config = match made {
-        Ok(config) => config,
-        Err(why) => return skip(&why),
-    };
-    config.state_dir = state.path().to_owned();
-    config.snapshot_dir = state.path().join("snapshots");
-    config.snapshot_restore = true;
-    config.boot_timeout = Duration::from_secs(60);
-    config.accel = AccelMode::Auto;
-    match QemuProvider::new(config) {
-        Ok(provider) => Some(Fixture { provider, state }),
-        Err(
-            e @ (SetupError::MissingTool { .. }
-            | SetupError::MissingImage { .. }
-            | SetupError::NoImage { .. }),
-        ) => skip(&e.to_string()),
-        Err(e) => panic!("qemu provider setup failed: {e}"),
-    }
-}
-
-fn skip<T>(why: &str) -> Option<T> {
-    if std::env::var_os("KILN_REQUIRE_QEMU").is_some() {
-        panic!("KILN_REQUIRE_QEMU is set but the qemu backend cannot run: {why}");
-    }
-    eprintln!("SKIPPED (qemu backend unavailable): {why}");
-    None
+    let (provider, state) = support::provider("kp", |config| {
+        config.snapshot_dir = config.state_dir.join("snapshots");
+        config.snapshot_restore = true;
+    })?;
+    Some(Fixture { provider, state })
 }
 
 fn spec() -> VmSpec {
-    VmSpec {
-        vcpus: 1,
-        memory_mib: 512,
-        network: Network::None,
-        ..VmSpec::default()
-    }
+    support::spec(Network::None)
 }
 
 impl Fixture {
@@ -88,14 +55,7 @@ impl Fixture {
 
     /// VM state directories (not snapshots) in the state directory.
     fn vm_dirs(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(self.state.path())
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("qemu-"))
-                    .map(|e| e.path())
-                    .collect()
-            })
-            .unwrap_or_default()
+        support::vm_dirs(self.state.path())
     }
 }
 

@@ -12,12 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kiln_vm::qemu::{AccelMode, GuestImage, SetupError};
+use kiln_vm::qemu::GuestImage;
 use kiln_vm::{
     ExecRequest, ExecResult, KillGrace, Network, OutputChunk, OutputStream, QemuConfig,
     QemuProvider, QemuVm, Vm, VmError, VmProvider, VmSpec,
 };
+use support::{chain, config, skip, spec};
 use tempfile::TempDir;
+
+mod support;
 use tokio_util::sync::CancellationToken;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -34,62 +37,20 @@ struct Fixture {
     state: TempDir,
 }
 
-/// The images of `$KILN_HOME` (default `~/.local/share/kiln`), state in
-/// `state`; `Err` says why there is none.
-fn config(state: &Path) -> Result<QemuConfig, String> {
-    let data = QemuConfig::default_data_dir().ok_or("neither KILN_HOME nor HOME is set")?;
-    let mut config = QemuConfig::from_data_dir(&data).map_err(|e| chain(&e))?;
-    config.state_dir = state.to_owned();
-    config.kill_grace = GRACE;
-    config.shutdown_timeout = Duration::from_secs(5);
-    config.boot_timeout = Duration::from_secs(60);
-    config.accel = AccelMode::Auto;
-    Ok(config)
-}
-
 fn fixture() -> Option<Fixture> {
     fixture_with(|_| {})
 }
 
 fn fixture_with(adjust: impl FnOnce(&mut QemuConfig)) -> Option<Fixture> {
-    let state = tempfile::Builder::new()
-        .prefix("kq")
-        .tempdir()
-        .expect("tempdir");
-    let mut config = match config(state.path()) {
-        Ok(config) => config,
-        Err(why) => return skip(&why),
-    };
-    adjust(&mut config);
-    match QemuProvider::new(config) {
-        Ok(provider) => Some(Fixture {
-            provider: Arc::new(provider),
-            state,
-        }),
-        Err(
-            e @ (SetupError::MissingTool { .. }
-            | SetupError::MissingImage { .. }
-            | SetupError::NoImage { .. }),
-        ) => skip(&chain(&e)),
-        Err(e) => panic!("qemu provider setup failed: {e}"),
-    }
-}
-
-fn skip<T>(why: &str) -> Option<T> {
-    if std::env::var_os("KILN_REQUIRE_QEMU").is_some() {
-        panic!("KILN_REQUIRE_QEMU is set but the qemu backend cannot run: {why}");
-    }
-    eprintln!("SKIPPED (qemu backend unavailable): {why}");
-    None
-}
-
-fn spec(network: Network) -> VmSpec {
-    VmSpec {
-        vcpus: 1,
-        memory_mib: 512,
-        network,
-        ..VmSpec::default()
-    }
+    let (provider, state) = support::provider("kq", |config| {
+        config.kill_grace = GRACE;
+        config.shutdown_timeout = Duration::from_secs(5);
+        adjust(config);
+    })?;
+    Some(Fixture {
+        provider: Arc::new(provider),
+        state,
+    })
 }
 
 impl Fixture {
@@ -109,17 +70,6 @@ impl Fixture {
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Runs a command, collecting its output chunks in order.

@@ -4,12 +4,13 @@
 //! without them each test says why and passes, unless `KILN_REQUIRE_QEMU`
 //! is set. Every test has its own state and snapshot directories.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kiln_vm::qemu::{AccelMode, SetupError};
-use kiln_vm::{ExecRequest, Network, QemuConfig, QemuProvider, Vm, VmSpec};
+use kiln_vm::{ExecRequest, Network, QemuProvider, Vm, VmSpec};
+use support::{spec, vm_dirs};
 use tempfile::TempDir;
+
+mod support;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -18,49 +19,14 @@ struct Fixture {
     state: TempDir,
 }
 
+/// A provider with its own snapshot directory; `restore`: allocation
+/// restores snapshots.
 fn fixture(restore: bool) -> Option<Fixture> {
-    let state = tempfile::Builder::new()
-        .prefix("ks")
-        .tempdir()
-        .expect("tempdir");
-    let made = QemuConfig::default_data_dir()
-        .ok_or_else(|| "neither KILN_HOME nor HOME is set".to_owned())
-        .and_then(|data| QemuConfig::from_data_dir(&data).map_err(|e| e.to_string()));
-    let mut config = match made {
-        Ok(config) => config,
-        Err(why) => return skip(&why),
-    };
-    config.state_dir = state.path().to_owned();
-    config.snapshot_dir = state.path().join("snapshots");
-    config.snapshot_restore = restore;
-    config.boot_timeout = Duration::from_secs(60);
-    config.accel = AccelMode::Auto;
-    match QemuProvider::new(config) {
-        Ok(provider) => Some(Fixture { provider, state }),
-        Err(
-            e @ (SetupError::MissingTool { .. }
-            | SetupError::MissingImage { .. }
-            | SetupError::NoImage { .. }),
-        ) => skip(&e.to_string()),
-        Err(e) => panic!("qemu provider setup failed: {e}"),
-    }
-}
-
-fn skip<T>(why: &str) -> Option<T> {
-    if std::env::var_os("KILN_REQUIRE_QEMU").is_some() {
-        panic!("KILN_REQUIRE_QEMU is set but the qemu backend cannot run: {why}");
-    }
-    eprintln!("SKIPPED (qemu backend unavailable): {why}");
-    None
-}
-
-fn spec(network: Network) -> VmSpec {
-    VmSpec {
-        vcpus: 1,
-        memory_mib: 512,
-        network,
-        ..VmSpec::default()
-    }
+    let (provider, state) = support::provider("ks", |config| {
+        config.snapshot_dir = config.state_dir.join("snapshots");
+        config.snapshot_restore = restore;
+    })?;
+    Some(Fixture { provider, state })
 }
 
 async fn sh(vm: &dyn Vm, script: &str) -> Result<String, Box<dyn std::error::Error>> {
@@ -75,18 +41,6 @@ async fn sh(vm: &dyn Vm, script: &str) -> Result<String, Box<dyn std::error::Err
         return Err(format!("`{script}` failed ({result:?}): {out}").into());
     }
     Ok(out)
-}
-
-/// Directories of VMs (not snapshots) left in the state directory.
-fn vm_dirs(state: &Path) -> Vec<String> {
-    std::fs::read_dir(state)
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.starts_with("qemu-"))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 const IDENTITY: &str = "hostname; cat /etc/machine-id; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; date +%s";

@@ -11,12 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_vm::qemu::{AccelMode, AgentTransport, SetupError};
+use kiln_vm::qemu::AgentTransport;
 use kiln_vm::{
     ExecRequest, ExecResult, KillGrace, Network, OutputChunk, OutputStream, PoolConfig, QemuConfig,
     QemuProvider, QemuVm, Vm, VmError, VmProvider, VmSpec, WarmPool,
 };
+use support::chain;
 use tempfile::TempDir;
+
+mod support;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -28,67 +31,29 @@ struct Fixture {
     state: TempDir,
 }
 
-/// The images of `$KILN_HOME`, the vsock transport, state in `state`.
-fn config(state: &Path) -> Result<QemuConfig, String> {
-    let data = QemuConfig::default_data_dir().ok_or("neither KILN_HOME nor HOME is set")?;
-    let mut config = QemuConfig::from_data_dir(&data).map_err(|e| chain(&e))?;
-    config.state_dir = state.to_owned();
-    config.kill_grace = KillGrace {
-        interrupt: Duration::from_millis(500),
-        terminate: Duration::from_millis(500),
-    };
-    config.shutdown_timeout = Duration::from_secs(5);
-    config.boot_timeout = Duration::from_secs(60);
-    config.accel = AccelMode::Auto;
-    config.transport = AgentTransport::Vsock;
-    Ok(config)
-}
-
+/// A provider on the vsock transport.
 fn fixture() -> Option<Fixture> {
     fixture_with(|_| {})
 }
 
 fn fixture_with(adjust: impl FnOnce(&mut QemuConfig)) -> Option<Fixture> {
-    let state = tempfile::Builder::new()
-        .prefix("kv")
-        .tempdir()
-        .expect("tempdir");
-    let mut config = match config(state.path()) {
-        Ok(config) => config,
-        Err(why) => return skip(&why),
-    };
-    adjust(&mut config);
-    match QemuProvider::new(config) {
-        Ok(provider) => Some(Fixture {
-            provider: Arc::new(provider),
-            state,
-        }),
-        // A missing daemon is a MissingTool too: under KILN_REQUIRE_QEMU
-        // it fails the test.
-        Err(
-            e @ (SetupError::MissingTool { .. }
-            | SetupError::MissingImage { .. }
-            | SetupError::NoImage { .. }),
-        ) => skip(&chain(&e)),
-        Err(e) => panic!("qemu provider setup failed: {e}"),
-    }
-}
-
-fn skip<T>(why: &str) -> Option<T> {
-    if std::env::var_os("KILN_REQUIRE_QEMU").is_some() {
-        panic!("KILN_REQUIRE_QEMU is set but the vsock transport cannot run: {why}");
-    }
-    eprintln!("SKIPPED (qemu backend or vsock daemon unavailable): {why}");
-    None
+    let (provider, state) = support::provider("kv", |config| {
+        config.kill_grace = KillGrace {
+            interrupt: Duration::from_millis(500),
+            terminate: Duration::from_millis(500),
+        };
+        config.shutdown_timeout = Duration::from_secs(5);
+        config.transport = AgentTransport::Vsock;
+        adjust(config);
+    })?;
+    Some(Fixture {
+        provider: Arc::new(provider),
+        state,
+    })
 }
 
 fn spec() -> VmSpec {
-    VmSpec {
-        vcpus: 1,
-        memory_mib: 512,
-        network: Network::None,
-        ..VmSpec::default()
-    }
+    support::spec(Network::None)
 }
 
 impl Fixture {
@@ -104,17 +69,6 @@ impl Fixture {
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 async fn run(vm: &dyn Vm, req: ExecRequest) -> Result<(ExecResult, Vec<OutputChunk>), VmError> {
@@ -434,7 +388,8 @@ async fn vsock_orphan_owner_helper() -> TestResult {
     let Some(state) = std::env::var_os("KILN_VSOCK_TEST_ORPHAN_STATE") else {
         return Ok(()); // only meaningful as the child of the test below
     };
-    let config = config(Path::new(&state))?;
+    let mut config = support::config(Path::new(&state))?;
+    config.transport = AgentTransport::Vsock;
     let provider = QemuProvider::new(config)?;
     let vm = provider.allocate_vm(&spec()).await?;
     println!("READY {}", vm.state_dir().display());
