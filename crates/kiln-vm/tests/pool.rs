@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kiln_vm::{ExecRequest, Network, PoolConfig, QemuProvider, Vm, VmProvider, VmSpec, WarmPool};
+use support::processes_mentioning;
 use tempfile::TempDir;
 
 mod support;
@@ -73,59 +74,30 @@ async fn sh(vm: &dyn Vm, script: &str) -> Result<String, Box<dyn std::error::Err
     Ok(out)
 }
 
-/// Whether a host process still runs (zombies count as gone).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s != "Z" && s != "X")
-    })
-}
-
-/// Live host processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|pid| {
-                    std::fs::read(format!("/proc/{pid}/cmdline"))
-                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-                })
-                .filter(|&pid| alive(pid))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The QEMU processes among them that this test process started. Not
+/// The QEMU processes mentioning `dir` that this test process started. Not
 /// counted: a restore's `sh -c cat <state file>` (it mentions the directory
 /// too), and QEMU's own forks for it, which carry QEMU's command line
 /// until they exec.
-fn qemus_mentioning(needle: &str) -> Vec<u32> {
+fn qemus_mentioning(dir: &Path) -> Vec<u32> {
     let me = std::process::id().to_string();
-    processes_mentioning(needle)
+    processes_mentioning(dir)
         .into_iter()
-        .filter(|pid| {
+        .filter(|(pid, program)| {
             let parent = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
                 stat.rsplit_once(')')
                     .and_then(|(_, rest)| rest.split_whitespace().nth(1))
                     .is_some_and(|ppid| ppid == me)
             });
-            parent
-                && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    c.split(|&b| b == 0)
-                        .next()
-                        .is_some_and(|argv0| String::from_utf8_lossy(argv0).contains("qemu-system"))
-                })
+            parent && program.contains("qemu-system")
         })
+        .map(|(pid, _)| pid)
         .collect()
 }
 
-/// Waits (bounded) until no live process mentions `needle`.
-async fn no_process_mentions(needle: &str) -> bool {
+/// Waits (bounded) until no live process mentions `dir`.
+async fn no_process_mentions(dir: &Path) -> bool {
     for _ in 0..250 {
-        if processes_mentioning(needle).is_empty() {
+        if processes_mentioning(dir).is_empty() {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -142,10 +114,7 @@ async fn session(
     let vm = pool.allocate(&spec()).await?.vm;
     let id = vm.id().to_string();
     let dir = state.join(&id);
-    assert!(
-        !processes_mentioning(&dir.to_string_lossy()).is_empty(),
-        "no qemu for {id}"
-    );
+    assert!(!processes_mentioning(&dir).is_empty(), "no qemu for {id}");
     let out = sh(
         vm.as_ref(),
         "ls /tmp/session-mark-* 2>/dev/null | wc -l; echo $$ > /tmp/session-mark-$(hostname)",
@@ -154,7 +123,7 @@ async fn session(
     assert_eq!(out.trim(), "0", "{id} saw an earlier session's file");
     vm.release().await?;
     assert!(
-        no_process_mentions(&dir.to_string_lossy()).await,
+        no_process_mentions(&dir).await,
         "qemu of {id} survived its release"
     );
     assert!(!dir.exists(), "state of {id} survived its release");
@@ -176,7 +145,7 @@ async fn fifty_sequential_pooled_allocations_are_all_fresh() -> TestResult {
     assert!(stats.handed_out >= 1, "{stats:?}");
     pool.shutdown().await?;
     assert!(f.vm_dirs().is_empty(), "{:?}", f.vm_dirs());
-    assert!(no_process_mentions(&f.state.path().to_string_lossy()).await);
+    assert!(no_process_mentions(f.state.path()).await);
     Ok(())
 }
 
@@ -189,7 +158,7 @@ async fn ten_concurrent_pooled_allocations_stay_within_the_limit() -> TestResult
     let state = f.state.path().to_owned();
     let stop = tokio_util::sync::CancellationToken::new();
     let watcher = {
-        let needle = state.to_string_lossy().into_owned();
+        let needle = state.to_owned();
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut most = 0;
@@ -223,7 +192,7 @@ async fn ten_concurrent_pooled_allocations_stay_within_the_limit() -> TestResult
         f.provider.stats()
     );
     assert!(f.vm_dirs().is_empty(), "{:?}", f.vm_dirs());
-    assert!(no_process_mentions(&state.to_string_lossy()).await);
+    assert!(no_process_mentions(&state).await);
     Ok(())
 }
 
@@ -232,7 +201,7 @@ async fn the_process_count_never_exceeds_the_limit() -> TestResult {
     const MAX: usize = 3;
     let Some(f) = fixture() else { return Ok(()) };
     let pool = Arc::new(f.pool(2, MAX).await?);
-    let needle = f.state.path().to_string_lossy().into_owned();
+    let needle = f.state.path().to_owned();
     let stop = tokio_util::sync::CancellationToken::new();
     let watcher = {
         let (needle, stop) = (needle.clone(), stop.clone());
@@ -273,7 +242,7 @@ async fn shutdown_leaves_no_qemu_and_no_state() -> TestResult {
     let pool = f.pool(3, 4).await?;
     assert!(pool.wait_full(FILL).await);
     assert_eq!(f.vm_dirs().len(), 3);
-    let needle = f.state.path().to_string_lossy().into_owned();
+    let needle = f.state.path().to_owned();
     assert_eq!(qemus_mentioning(&needle).len(), 3);
     pool.shutdown().await?;
     assert!(f.vm_dirs().is_empty(), "{:?}", f.vm_dirs());

@@ -17,7 +17,7 @@ use kiln_vm::{
     ExecRequest, ExecResult, KillGrace, Network, OutputChunk, OutputStream, QemuConfig,
     QemuProvider, QemuVm, Vm, VmError, VmProvider, VmSpec,
 };
-use support::{chain, config, skip, spec};
+use support::{alive, chain, config, gone, processes_mentioning, skip, spec};
 use tempfile::TempDir;
 
 mod support;
@@ -99,42 +99,6 @@ async fn sh(vm: &dyn Vm, script: &str) -> Result<(ExecResult, String, String), V
         text(&chunks, OutputStream::Stdout),
         text(&chunks, OutputStream::Stderr),
     ))
-}
-
-/// Whether a host process still runs (zombies count as gone).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s != "Z" && s != "X")
-    })
-}
-
-async fn gone(pid: u32) -> bool {
-    for _ in 0..250 {
-        if !alive(pid) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
-
-/// QEMU and passt processes whose command line mentions `dir`.
-fn processes_mentioning(dir: &Path) -> Vec<u32> {
-    let needle = dir.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|pid| {
-                    std::fs::read(format!("/proc/{pid}/cmdline"))
-                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
-                })
-                .filter(|&pid| alive(pid))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -955,8 +919,7 @@ async fn orphan_owner_helper() -> TestResult {
     let Some(state) = std::env::var_os("KILN_QEMU_TEST_ORPHAN_STATE") else {
         return Ok(()); // only meaningful as the child of the test below
     };
-    let mut config = config(Path::new(&state))?;
-    config.state_dir = PathBuf::from(state);
+    let config = config(Path::new(&state))?;
     let provider = QemuProvider::new(config)?;
     let vm = provider.allocate_vm(&spec(Network::Nat)).await?;
     println!("READY {}", vm.state_dir().display());
@@ -968,33 +931,12 @@ async fn orphan_owner_helper() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_of_a_killed_owner_are_reaped() -> TestResult {
     let Some(f) = fixture() else { return Ok(()) };
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "--exact",
-            "orphan_owner_helper",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env("KILN_QEMU_TEST_ORPHAN_STATE", f.state.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let dir = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            // libtest prints "test <name> ... " without a newline first.
-            .find_map(|l| {
-                l.split_once("READY ")
-                    .map(|(_, dir)| PathBuf::from(dir.trim()))
-            })
-    })
+    let (mut child, dir) = support::spawn_vm_owner(
+        "orphan_owner_helper",
+        "KILN_QEMU_TEST_ORPHAN_STATE",
+        f.state.path(),
+    )
     .await?;
-    let Some(dir) = dir else {
-        let _ = child.kill();
-        panic!("the owner process never booted its VM");
-    };
     // Reaping while the owner lives must not touch its VM.
     assert_eq!(f.provider.reap_orphans().await?, 0);
     assert!(dir.exists());
@@ -1009,8 +951,8 @@ async fn orphans_of_a_killed_owner_are_reaped() -> TestResult {
     );
 
     assert_eq!(f.provider.reap_orphans().await?, 1);
-    for pid in &orphans {
-        assert!(gone(*pid).await, "orphan {pid} survived reaping");
+    for (pid, program) in &orphans {
+        assert!(gone(*pid).await, "orphan {program} {pid} survived reaping");
     }
     assert!(!dir.exists());
     assert!(f.state_entries().is_empty());

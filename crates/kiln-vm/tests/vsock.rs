@@ -6,7 +6,6 @@
 //! and passes, unless `KILN_REQUIRE_QEMU` is set (CI): then a missing
 //! daemon, like a missing image, fails.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +15,7 @@ use kiln_vm::{
     ExecRequest, ExecResult, KillGrace, Network, OutputChunk, OutputStream, PoolConfig, QemuConfig,
     QemuProvider, QemuVm, Vm, VmError, VmProvider, VmSpec, WarmPool,
 };
-use support::chain;
+use support::{alive, chain, gone, processes_mentioning};
 use tempfile::TempDir;
 
 mod support;
@@ -100,43 +99,6 @@ async fn sh(vm: &dyn Vm, script: &str) -> Result<(ExecResult, String, String), V
         text(&chunks, OutputStream::Stdout),
         text(&chunks, OutputStream::Stderr),
     ))
-}
-
-/// Whether a host process still runs (zombies count as gone).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s != "Z" && s != "X")
-    })
-}
-
-async fn gone(pid: u32) -> bool {
-    for _ in 0..250 {
-        if !alive(pid) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
-
-/// Live processes whose command line mentions `dir`, with their program.
-fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
-    let needle = dir.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter_map(|pid| {
-                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-                    let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
-                    let program = cmdline.split('\0').next()?.rsplit('/').next()?.to_owned();
-                    (cmdline.contains(&needle) && alive(pid)).then_some((pid, program))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,32 +363,12 @@ async fn vsock_orphan_owner_helper() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_of_a_killed_owner_are_reaped_with_their_daemon() -> TestResult {
     let Some(f) = fixture() else { return Ok(()) };
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "--exact",
-            "vsock_orphan_owner_helper",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env("KILN_VSOCK_TEST_ORPHAN_STATE", f.state.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let dir = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.split_once("READY ")
-                    .map(|(_, dir)| PathBuf::from(dir.trim()))
-            })
-    })
+    let (mut child, dir) = support::spawn_vm_owner(
+        "vsock_orphan_owner_helper",
+        "KILN_VSOCK_TEST_ORPHAN_STATE",
+        f.state.path(),
+    )
     .await?;
-    let Some(dir) = dir else {
-        let _ = child.kill();
-        panic!("the owner process never booted its VM");
-    };
     assert_eq!(f.provider.reap_orphans().await?, 0);
     child.kill()?; // SIGKILL: no release, no Drop
     child.wait()?;

@@ -93,3 +93,77 @@ pub fn vm_dirs(state: &Path) -> Vec<PathBuf> {
         })
         .unwrap_or_default()
 }
+
+/// Whether a host process still runs (zombies count as gone).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|s| s != "Z" && s != "X")
+    })
+}
+
+/// Waits (bounded: 5 s) until `pid` is gone.
+pub async fn gone(pid: u32) -> bool {
+    for _ in 0..250 {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Live host processes whose command line mentions `dir`, with their
+/// program's file name.
+pub fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|pid| {
+                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                    let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+                    let program = cmdline.split('\0').next()?.rsplit('/').next()?.to_owned();
+                    (cmdline.contains(&needle) && alive(pid)).then_some((pid, program))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs the test `helper` of this test binary as a child process with
+/// `env_var` set to `state`; the helper boots a VM, prints `READY <dir>`
+/// and waits to be killed. Returns the child and the VM's directory.
+pub async fn spawn_vm_owner(
+    helper: &str,
+    env_var: &str,
+    state: &Path,
+) -> Result<(std::process::Child, PathBuf), Box<dyn std::error::Error>> {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["--exact", helper, "--nocapture", "--test-threads", "1"])
+        .env(env_var, state)
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let dir = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            // libtest prints "test <name> ... " without a newline first.
+            .find_map(|l| {
+                l.split_once("READY ")
+                    .map(|(_, dir)| PathBuf::from(dir.trim()))
+            })
+    })
+    .await?;
+    match dir {
+        Some(dir) => Ok((child, dir)),
+        None => {
+            let _ = child.kill();
+            panic!("the owner process never booted its VM");
+        }
+    }
+}
