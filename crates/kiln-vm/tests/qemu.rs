@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use kiln_vm::qemu::GuestImage;
 use kiln_vm::{
-    ExecRequest, ExecResult, KillGrace, Network, OutputChunk, OutputStream, QemuConfig,
-    QemuProvider, QemuVm, Vm, VmError, VmProvider, VmSpec,
+    ExecRequest, KillGrace, Network, OutputChunk, OutputStream, QemuConfig, QemuProvider, QemuVm,
+    Vm, VmError, VmProvider, VmSpec,
 };
-use support::{alive, chain, config, gone, processes_mentioning, skip, spec};
+use support::{alive, chain, config, gone, noise, processes_mentioning, run, sh, skip, spec, text};
 use tempfile::TempDir;
 
 mod support;
@@ -70,35 +70,6 @@ impl Fixture {
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
     }
-}
-
-/// Runs a command, collecting its output chunks in order.
-async fn run(vm: &dyn Vm, req: ExecRequest) -> Result<(ExecResult, Vec<OutputChunk>), VmError> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let result = vm.exec(req, tx).await?;
-    let mut chunks = Vec::new();
-    while let Ok(chunk) = rx.try_recv() {
-        chunks.push(chunk);
-    }
-    Ok((result, chunks))
-}
-
-fn text(chunks: &[OutputChunk], stream: OutputStream) -> String {
-    let bytes: Vec<u8> = chunks
-        .iter()
-        .filter(|c| c.stream == stream)
-        .flat_map(|c| c.data.clone())
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-async fn sh(vm: &dyn Vm, script: &str) -> Result<(ExecResult, String, String), VmError> {
-    let (result, chunks) = run(vm, ExecRequest::new(["sh", "-c", script])).await?;
-    Ok((
-        result,
-        text(&chunks, OutputStream::Stdout),
-        text(&chunks, OutputStream::Stderr),
-    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,15 +312,7 @@ async fn files_and_archives_round_trip() -> TestResult {
     let Some(f) = fixture() else { return Ok(()) };
     let vm = f.vm().await;
     // Larger than one protocol chunk (1 MiB), and not a repeating pattern.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let data: Vec<u8> = (0..3 * 1024 * 1024 + 17)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = noise(3 * 1024 * 1024 + 17);
     vm.put_file("/home/runner/work/a/b/data.bin", data.clone(), 0o640)
         .await?;
     assert!(vm.get_file("/home/runner/work/a/b/data.bin").await? == data);

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use kiln_vm::qemu::AgentTransport;
 use kiln_vm::{
-    ExecRequest, ExecResult, KillGrace, Network, OutputChunk, OutputStream, PoolConfig, QemuConfig,
-    QemuProvider, QemuVm, Vm, VmError, VmProvider, VmSpec, WarmPool,
+    ExecRequest, KillGrace, Network, OutputStream, PoolConfig, QemuConfig, QemuProvider, QemuVm,
+    Vm, VmProvider, VmSpec, WarmPool,
 };
-use support::{alive, chain, gone, processes_mentioning};
+use support::{alive, bytes, chain, gone, noise, processes_mentioning, run, sh, text};
 use tempfile::TempDir;
 
 mod support;
@@ -68,37 +68,6 @@ impl Fixture {
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
     }
-}
-
-async fn run(vm: &dyn Vm, req: ExecRequest) -> Result<(ExecResult, Vec<OutputChunk>), VmError> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let result = vm.exec(req, tx).await?;
-    let mut chunks = Vec::new();
-    while let Ok(chunk) = rx.try_recv() {
-        chunks.push(chunk);
-    }
-    Ok((result, chunks))
-}
-
-fn bytes(chunks: &[OutputChunk], stream: OutputStream) -> Vec<u8> {
-    chunks
-        .iter()
-        .filter(|c| c.stream == stream)
-        .flat_map(|c| c.data.iter().copied())
-        .collect()
-}
-
-fn text(chunks: &[OutputChunk], stream: OutputStream) -> String {
-    String::from_utf8_lossy(&bytes(chunks, stream)).into_owned()
-}
-
-async fn sh(vm: &dyn Vm, script: &str) -> Result<(ExecResult, String, String), VmError> {
-    let (result, chunks) = run(vm, ExecRequest::new(["sh", "-c", script])).await?;
-    Ok((
-        result,
-        text(&chunks, OutputStream::Stdout),
-        text(&chunks, OutputStream::Stderr),
-    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,15 +140,7 @@ async fn files_and_archives_round_trip_over_vsock() -> TestResult {
     let Some(f) = fixture() else { return Ok(()) };
     let vm = f.vm().await;
     // Several protocol chunks (1 MiB each), not a repeating pattern.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let data: Vec<u8> = (0..5 * 1024 * 1024 + 13)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = noise(5 * 1024 * 1024 + 13);
     vm.put_file("/home/runner/work/data.bin", data.clone(), 0o640)
         .await?;
     assert!(vm.get_file("/home/runner/work/data.bin").await? == data);

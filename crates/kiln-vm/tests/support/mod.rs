@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kiln_vm::qemu::{AccelMode, SetupError};
-use kiln_vm::{Network, QemuConfig, QemuProvider, VmSpec};
+use kiln_vm::{
+    ExecRequest, ExecResult, Network, OutputChunk, OutputStream, QemuConfig, QemuProvider, Vm,
+    VmError, VmSpec,
+};
 use tempfile::TempDir;
 
 /// A provider whose VMs live in the returned directory (named `prefix…`),
@@ -166,4 +169,52 @@ pub async fn spawn_vm_owner(
             panic!("the owner process never booted its VM");
         }
     }
+}
+
+/// Runs a command, collecting its output chunks in order.
+pub async fn run(vm: &dyn Vm, req: ExecRequest) -> Result<(ExecResult, Vec<OutputChunk>), VmError> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let result = vm.exec(req, tx).await?;
+    let mut chunks = Vec::new();
+    while let Ok(chunk) = rx.try_recv() {
+        chunks.push(chunk);
+    }
+    Ok((result, chunks))
+}
+
+/// The bytes of one stream, in order.
+pub fn bytes(chunks: &[OutputChunk], stream: OutputStream) -> Vec<u8> {
+    chunks
+        .iter()
+        .filter(|c| c.stream == stream)
+        .flat_map(|c| c.data.iter().copied())
+        .collect()
+}
+
+pub fn text(chunks: &[OutputChunk], stream: OutputStream) -> String {
+    String::from_utf8_lossy(&bytes(chunks, stream)).into_owned()
+}
+
+/// `sh -c script`: its result, stdout and stderr.
+pub async fn sh(vm: &dyn Vm, script: &str) -> Result<(ExecResult, String, String), VmError> {
+    let (result, chunks) = run(vm, ExecRequest::new(["sh", "-c", script])).await?;
+    Ok((
+        result,
+        text(&chunks, OutputStream::Stdout),
+        text(&chunks, OutputStream::Stderr),
+    ))
+}
+
+/// `len` pseudo-random bytes (xorshift, fixed seed): no repeating pattern
+/// that a chunking bug could hide behind.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
